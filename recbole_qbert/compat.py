@@ -1,0 +1,54 @@
+"""Make RecBole 1.2.1 run on current numpy, torch and pandas without editing RecBole.
+
+Importing :mod:`recbole_qbert` applies :func:`apply` once, before any RecBole module runs:
+
+* numpy 2 removed ``np.float_``/``np.complex_``/``np.unicode_`` (which RecBole's ``Config`` reads to
+  re-create ``np.float`` and friends) and ``np.float``/``np.int``/``np.object``/``np.str`` (which its
+  metrics and data code use). They are restored as the builtin or scalar types they always aliased.
+* ``recbole.model.sequential_recommender.sine`` turns on autograd anomaly detection for the whole
+  process at import time, slowing every model 1.5-2.3x; :func:`import_recbole_models` imports the
+  model zoo and switches it off again.
+* ``recbole.quick_start`` imports ``ray``; nothing in this package imports it.
+"""
+import warnings
+
+import numpy as np
+import torch
+
+# name -> value the alias had before numpy removed it
+_NUMPY_ALIASES = {
+    "float_": np.float64,
+    "complex_": np.complex128,
+    "unicode_": np.str_,
+    "float": float,
+    "int": int,
+    "bool": bool,
+    "object": object,
+    "str": str,
+    "complex": complex,
+    "long": int,
+}
+
+
+def _restore_numpy_aliases() -> None:
+    with warnings.catch_warnings():
+        # numpy warns when a removed alias is merely looked up; we only look to decide whether to set
+        warnings.simplefilter("ignore")
+        for name, value in _NUMPY_ALIASES.items():
+            try:
+                getattr(np, name)
+            except AttributeError:
+                setattr(np, name, value)
+
+
+def import_recbole_models():
+    """Import ``recbole.model.sequential_recommender`` and undo the anomaly detection it enables."""
+    import recbole.model.sequential_recommender as seq  # noqa: F401  (side effect: sine.py)
+
+    torch.autograd.set_detect_anomaly(False)
+    return seq
+
+
+def apply() -> None:
+    _restore_numpy_aliases()
+    import_recbole_models()
