@@ -8,6 +8,8 @@ Importing :mod:`recbole_qbert` applies :func:`apply` once, before any RecBole mo
 * ``recbole.model.sequential_recommender.sine`` turns on autograd anomaly detection for the whole
   process at import time, slowing every model 1.5-2.3x; :func:`import_recbole_models` imports the
   model zoo and switches it off again.
+* RecBole's trainer opens a TensorBoard writer in ``./log_tensorboard`` for every run; it is replaced by
+  a writer that does nothing (each run's per-epoch figures are in its result record instead).
 * ``recbole.quick_start`` imports ``ray``; nothing in this package imports it.
 """
 import warnings
@@ -49,6 +51,18 @@ def import_recbole_models():
     return seq
 
 
+class _NullSummaryWriter:
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+def _no_tensorboard(logger):
+    return _NullSummaryWriter()
+
+
 def apply() -> None:
     _restore_numpy_aliases()
     import_recbole_models()
+    import recbole.trainer.trainer as recbole_trainer
+
+    recbole_trainer.get_tensorboard = _no_tensorboard

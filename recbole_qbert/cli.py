@@ -1,0 +1,100 @@
+"""Command-line entry points: ``run_recbole.py`` / ``qbert-run`` and ``qbert-leaderboard``.
+
+Problems with the user's input end in one line, ``error: <message>``, and exit status 2.
+"""
+import argparse
+import functools
+import sys
+from typing import List, Optional
+
+from recbole_qbert.errors import QBertError
+
+
+def _one_line_errors(main):
+    @functools.wraps(main)
+    def wrapper(argv: Optional[List[str]] = None) -> int:
+        try:
+            return main(sys.argv[1:] if argv is None else argv) or 0
+        except QBertError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted: rerun the same command to resume", file=sys.stderr)
+            return 130
+
+    return wrapper
+
+
+def _split_files(value: Optional[str]) -> List[str]:
+    return value.split() if value else []
+
+
+@_one_line_errors
+def run_main(argv: List[str]) -> int:
+    """Train and test one model, RecBole-style: ``--model``, ``--dataset``, ``--config_files``,
+    any ``--key=value`` config override."""
+    parser = argparse.ArgumentParser(
+        prog="run_recbole.py",
+        description="Train and evaluate a model (ours or any RecBole model) under the leaderboard protocol.",
+        epilog="Any other --key=value overrides a config key, as in RecBole (e.g. --epochs=5).")
+    parser.add_argument("--model", "-m", default="SASRec", help="model name, e.g. SASRec, BERT4Rec, GRU4Rec")
+    parser.add_argument("--dataset", "-d", default="ml-100k",
+                        help="dataset name: ml-100k (shipped with recbole) or a converted one in data_path")
+    parser.add_argument("--config_files", default=None, help="space-separated YAML files, later ones win")
+    parser.add_argument("--checkpoint_dir", default=None,
+                        help="run folder for checkpoints, log and record (default: saved/<model>-<dataset>-<time>)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --checkpoint_dir")
+    parser.add_argument("--record", default=None, help="where to write the result record (JSON)")
+    parser.add_argument("--list-models", action="store_true", help="print the model names and exit")
+    args, rest = parser.parse_known_args(argv)
+
+    from recbole_qbert.config import parse_overrides
+    from recbole_qbert.model_registry import OWN_MODELS, recbole_model_names
+
+    if args.list_models:
+        print("\n".join(sorted(OWN_MODELS) + recbole_model_names()))
+        return 0
+    if args.resume and not args.checkpoint_dir:
+        raise QBertError("--resume needs --checkpoint_dir, the folder of the run to continue")
+
+    from recbole_qbert.runner import run
+
+    record = run(args.model, args.dataset, _split_files(args.config_files), parse_overrides(rest),
+                 run_dir=args.checkpoint_dir, resume=args.resume, record_path=args.record)
+    print(f"{record['model']} on {record['dataset']} (seed {record['seed']}): best epoch {record['best_epoch']}, "
+          f"test " + ", ".join(f"{k}={v:.4f}" for k, v in record["test"].items()))
+    return 0
+
+
+@_one_line_errors
+def leaderboard_main(argv: List[str]) -> int:
+    """Run every (model, seed) of a leaderboard spec, resuming finished and interrupted runs, and render
+    the table, CSV and plot."""
+    parser = argparse.ArgumentParser(
+        prog="qbert-leaderboard",
+        description="Run a list of models over one dataset and several seeds under one split; "
+                    "render markdown, CSV and a plot.",
+        epilog="Any other --key=value overrides a config key for every run.")
+    parser.add_argument("spec", help="leaderboard YAML, e.g. properties/leaderboard/ml-100k-quick.yaml")
+    parser.add_argument("--out", default=None, help="output folder (default: results/leaderboard/<spec name>)")
+    parser.add_argument("--models", default=None, help="comma-separated models, replacing the spec's")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds, replacing the spec's")
+    parser.add_argument("--render-only", action="store_true", help="only re-render from existing records")
+    args, rest = parser.parse_known_args(argv)
+
+    from recbole_qbert.config import parse_overrides
+    from recbole_qbert.leaderboard import load_spec, render, run_all
+
+    spec = load_spec(args.spec, out=args.out, overrides=parse_overrides(rest))
+    if args.models:
+        spec.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.seeds:
+        try:
+            spec.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        except ValueError:
+            raise QBertError(f"--seeds: expected comma-separated integers, got '{args.seeds}'") from None
+    if not args.render_only:
+        run_all(spec)
+    paths = render(spec)
+    print("\n".join(f"wrote {p}" for p in paths))
+    return 0

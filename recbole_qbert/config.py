@@ -1,0 +1,194 @@
+"""Build RecBole ``Config`` objects with this project's protocol, and check them before RecBole runs.
+
+Config files are layered, later ones winning:
+
+1. ``properties/overall.yaml`` (the evaluation protocol of DESIGN.md);
+2. ``properties/dataset/<dataset>.yaml`` when it exists;
+3. ``properties/model/<Model>.yaml`` for this package's own models (RecBole never loads an outside
+   model's YAML by itself);
+4. the user's ``config_files`` in order, then ``overrides`` (``--key=value`` on the command line).
+
+Every key is checked against the keys RecBole and this project know, so a typo is an error that names
+the file it came from instead of a setting silently ignored.
+"""
+import ast
+import difflib
+import sys
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence
+
+import yaml
+
+from recbole_qbert.errors import QBertError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROPERTIES = PROJECT_ROOT / "properties"
+
+# Keys RecBole reads without declaring them in any of its YAML files.
+_RECBOLE_INTERNAL_KEYS = {
+    "model", "dataset", "config_files", "nproc", "world_size", "offset", "ip", "port", "local_rank",
+    "valid_neg_sample_args", "test_neg_sample_args", "neg_sampling", "training_neg_sample_num",
+    "additional_feat_suffix", "benchmark_filename", "numerical_features", "discretization",
+}
+# RecBole loads these pickles with pickle.load when they exist, which can execute code.
+_PICKLE_KEYS = ("save_dataset", "dataset_save_path", "save_dataloaders", "dataloaders_save_path")
+
+
+def load_yaml(path) -> dict:
+    """Read a YAML mapping; a missing, unreadable or non-mapping file is a one-line error."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise QBertError(f"{path}: config file not found") from None
+    except OSError as e:
+        raise QBertError(f"{path}: cannot read config file ({e.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise QBertError(f"{path}: malformed YAML{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise QBertError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+    return data
+
+
+def _recbole_properties() -> Path:
+    import recbole
+
+    return Path(recbole.__file__).resolve().parent / "properties"
+
+
+def _yaml_keys(paths: Iterable[Path]) -> set:
+    keys = set()
+    for p in paths:
+        keys.update(load_yaml(p))
+    return keys
+
+
+def known_keys() -> set:
+    """Every config key RecBole 1.2.1 or this project reads (all models' keys, so that one profile can
+    serve several models)."""
+    from recbole.utils import argument_list
+
+    rb = _recbole_properties()
+    keys = set(_RECBOLE_INTERNAL_KEYS)
+    for name in ("general_arguments", "training_arguments", "evaluation_arguments", "dataset_arguments"):
+        keys.update(getattr(argument_list, name))
+    keys |= _yaml_keys(rb.rglob("*.yaml"))
+    keys |= _yaml_keys(p for p in PROPERTIES.glob("*.yaml"))
+    keys |= _yaml_keys(PROPERTIES.glob("model/*.yaml"))
+    keys |= _yaml_keys(PROPERTIES.glob("dataset/*.yaml"))
+    return keys
+
+
+def check_keys(config: Dict, source: str, known: Optional[set] = None) -> None:
+    """Raise a one-line error naming ``source`` for the first unknown key of ``config``."""
+    known = known if known is not None else known_keys()
+    for key in config:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise QBertError(f"{source}: unknown config key '{key}'{hint}")
+
+
+def parse_value(text: str):
+    """A command-line value as RecBole reads it (``5``, ``1e-3``, ``[5, 10]``, ``True``, ``CE``), but with
+    ``ast.literal_eval`` instead of RecBole's ``eval``."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        lowered = text.strip().lower()
+        return {"true": True, "false": False, "none": None, "~": None, "null": None}.get(lowered, text)
+
+
+def parse_overrides(args: Sequence[str]) -> Dict[str, object]:
+    """``['--epochs=5', '--learning_rate=1e-3']`` -> ``{'epochs': 5, 'learning_rate': 0.001}``."""
+    overrides = {}
+    for arg in args:
+        if not arg.startswith("--") or "=" not in arg:
+            raise QBertError(f"command line: cannot read '{arg}', expected --key=value")
+        key, value = arg[2:].split("=", 1)
+        overrides[key] = parse_value(value)
+    return overrides
+
+
+def resolve_data_path(value: str) -> str:
+    path = Path(value)
+    return str(path if path.is_absolute() else PROJECT_ROOT / path) + "/"
+
+
+def config_file_list(model_name: str, dataset: str, config_files: Sequence = (), *,
+                     own_model: bool = False) -> List[Path]:
+    files = [PROPERTIES / "overall.yaml"]
+    dataset_file = PROPERTIES / "dataset" / f"{dataset}.yaml"
+    if dataset_file.is_file():
+        files.append(dataset_file)
+    model_file = PROPERTIES / "model" / f"{model_name}.yaml"
+    if own_model and model_file.is_file():
+        files.append(model_file)
+    return files + [Path(f) for f in config_files]
+
+
+def build_config(model_class, dataset: str, config_files: Sequence = (),
+                 overrides: Optional[Dict] = None, *, own_model: bool = False):
+    """Return a RecBole ``Config`` for ``model_class`` on ``dataset`` with the layered files above.
+
+    RecBole's ``Config`` also reads
+    ``sys.argv``; it is hidden while the config is built so that only what is passed here counts.
+    """
+    from recbole.config import Config
+
+    overrides = dict(overrides or {})
+    files = config_file_list(model_class.__name__, dataset, config_files, own_model=own_model)
+    known = known_keys()
+    merged = {}
+    for f in files:
+        content = load_yaml(f)
+        check_keys(content, str(f), known)
+        merged.update(content)
+    check_keys(overrides, "command line", known)
+    merged.update(overrides)
+    for key in _PICKLE_KEYS:
+        if merged.get(key) not in (None, False, "False", "None"):
+            raise QBertError(f"config key '{key}' is not supported: RecBole would store or load the data "
+                             "as a pickle, which can run arbitrary code")
+    overrides["data_path"] = resolve_data_path(str(merged.get("data_path", "build/atomic/")))
+
+    argv, sys.argv = sys.argv, sys.argv[:1]
+    try:
+        return Config(model=model_class, dataset=dataset,
+                      config_file_list=[str(f) for f in files], config_dict=overrides)
+    finally:
+        sys.argv = argv
+
+
+def plain_config(config) -> dict:
+    """The final config as plain YAML-able values (enums, devices and the like become strings)."""
+
+    def plain(value):
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+        return str(value)
+
+    return {k: plain(v) for k, v in sorted(config.final_config_dict.items())}
+
+
+# Keys that say where or how verbosely a run happens, not what it computes.
+_NON_SEMANTIC_KEYS = {"seed", "data_path", "checkpoint_dir", "show_progress", "state", "device", "gpu_id",
+                      "use_gpu", "local_rank", "single_spec", "worker", "train_budget_s", "epochs"}
+
+
+def config_hash(config) -> str:
+    """Hash of everything in ``config`` that can change a model's results except the seed and the
+    budget: runs of one leaderboard row share it."""
+    from recbole_qbert.safe_io import sha256_json
+
+    return sha256_json({k: v for k, v in plain_config(config).items() if k not in _NON_SEMANTIC_KEYS})[:16]

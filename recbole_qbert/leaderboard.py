@@ -1,0 +1,292 @@
+"""Leaderboards: several models x several seeds on one dataset, one split, one protocol.
+
+A spec (``properties/leaderboard/*.yaml``) lists the dataset, models, seeds and the config every run
+shares. Each (model, seed) runs in its own process through ``run_recbole.py`` (so its peak memory is its
+own) and leaves a record in ``<out>/records/``. A run whose record matches the current config is not
+redone; an interrupted run resumes from its ``last.pth``; a run whose config changed starts over.
+"""
+import math
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import yaml
+
+from recbole_qbert.config import PROJECT_ROOT, build_config, config_hash, load_yaml
+from recbole_qbert.errors import QBertError
+from recbole_qbert.model_registry import is_own_model, resolve_model
+from recbole_qbert.run_record import command_line, machine_summary
+from recbole_qbert.safe_io import atomic_open, write_text
+
+SPEC_KEYS = {"name", "dataset", "models", "seeds", "config_files", "config", "model_config"}
+METRICS = [f"{m}@{k}" for m in ("recall", "ndcg", "mrr") for k in (5, 10, 20)]
+HEADLINE = ["ndcg@10", "recall@10"]
+
+
+@dataclass
+class Spec:
+    name: str
+    dataset: str
+    models: List[str]
+    seeds: List[int]
+    out: Path
+    config_files: List[str] = field(default_factory=list)
+    config: Dict = field(default_factory=dict)
+    model_config: Dict[str, Dict] = field(default_factory=dict)
+    source: str = ""
+    runs_root: Path = PROJECT_ROOT / "saved" / "leaderboard"  # checkpoints and logs, not committed
+
+    def run_id(self, model: str, seed: int) -> str:
+        return f"{model}-seed{seed}"
+
+    def record_path(self, model: str, seed: int) -> Path:
+        return self.out / "records" / f"{self.run_id(model, seed)}.json"
+
+    def run_dir(self, model: str, seed: int) -> Path:
+        return self.runs_root / self.name / self.run_id(model, seed)
+
+    def run_config(self, model: str, seed: int) -> dict:
+        return {**self.config, **self.model_config.get(model, {}), "seed": seed}
+
+
+def load_spec(path, out: Optional[str] = None, overrides: Optional[Dict] = None) -> Spec:
+    """Read and check a leaderboard spec; ``overrides`` (``--key=value``) apply to every run."""
+    data = load_yaml(path)
+    unknown = sorted(set(data) - SPEC_KEYS)
+    if unknown:
+        raise QBertError(f"{path}: unknown leaderboard key '{unknown[0]}' (expected {sorted(SPEC_KEYS)})")
+    for key in ("dataset", "models", "seeds"):
+        if not data.get(key):
+            raise QBertError(f"{path}: '{key}' is required")
+    if not all(isinstance(s, int) for s in data["seeds"]):
+        raise QBertError(f"{path}: 'seeds' must be a list of integers")
+    model_config = data.get("model_config") or {}
+    for model in model_config:
+        if model not in data["models"]:
+            raise QBertError(f"{path}: model_config names '{model}', which is not in models")
+    name = data.get("name") or Path(path).stem
+    base = Path(path).resolve().parent
+    return Spec(
+        name=name,
+        dataset=data["dataset"],
+        models=list(data["models"]),
+        seeds=list(data["seeds"]),
+        out=Path(out) if out else PROJECT_ROOT / "results" / "leaderboard" / name,
+        config_files=[str(f if Path(f).is_absolute() else (base / f)) for f in data.get("config_files") or []],
+        config={**(data.get("config") or {}), **(overrides or {})},
+        model_config=model_config,
+        source=str(path),
+    )
+
+
+def _read_json(path: Path) -> Optional[dict]:
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _run_identity(spec: Spec, model: str, seed: int, config_file: Path):
+    """(config hash, budget) of a run as configured now; a record must match both to be reused."""
+    model_class = resolve_model(model)
+    config = build_config(model_class, spec.dataset, spec.config_files + [str(config_file)],
+                          own_model=is_own_model(model))
+    budget = {"epochs": config["epochs"], "train_budget_s": config["train_budget_s"],
+              "stopping_step": config["stopping_step"]}
+    return config_hash(config), budget
+
+
+def run_all(spec: Spec) -> None:
+    """Run every (model, seed) not already recorded with the current config, in order."""
+    from recbole_qbert.trainer import load_checkpoint
+
+    write_text(spec.out / "command.txt", command_line() + "\n")
+    jobs = [(m, s) for m in spec.models for s in spec.seeds]
+    for i, (model, seed) in enumerate(jobs, 1):
+        tag = f"[{i}/{len(jobs)}] {model} seed {seed}"
+        run_dir = spec.run_dir(model, seed)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config_file = run_dir / "leaderboard.yaml"
+        with atomic_open(config_file, "w", encoding="utf-8") as f:
+            yaml.safe_dump(spec.run_config(model, seed), f, sort_keys=True)
+        identity = _run_identity(spec, model, seed, config_file)
+
+        record = _read_json(spec.record_path(model, seed))
+        if record and (record.get("config_hash"), record.get("budget")) == identity:
+            print(f"{tag}: done, reusing {spec.record_path(model, seed)}", flush=True)
+            continue
+        resume = False
+        last = run_dir / "last.pth"
+        if last.is_file():
+            state = load_checkpoint(last)
+            resume = state.get("config_hash") == identity[0]
+            if not resume:
+                print(f"{tag}: config changed since {last}, starting over", flush=True)
+                for stale in ("last.pth", "best.pth"):
+                    (run_dir / stale).unlink(missing_ok=True)
+        print(f"{tag}: {'resuming' if resume else 'running'}", flush=True)
+        cmd = [sys.executable, str(PROJECT_ROOT / "run_recbole.py"), f"--model={model}",
+               f"--dataset={spec.dataset}", f"--config_files={' '.join(spec.config_files + [str(config_file)])}",
+               f"--checkpoint_dir={run_dir}", f"--record={spec.record_path(model, seed)}"]
+        if resume:
+            cmd.append("--resume")
+        code = subprocess.run(cmd).returncode
+        if code != 0:
+            raise QBertError(f"{tag} failed with exit status {code}; see {run_dir / 'run.log'}, fix it and "
+                             "rerun the same command to continue")
+
+
+# -- rendering ---------------------------------------------------------------------------------
+
+def collect(spec: Spec) -> Dict[str, List[dict]]:
+    """The records of the spec's runs that exist, by model, in spec order."""
+    by_model = {}
+    for model in spec.models:
+        records = [r for r in (_read_json(spec.record_path(model, s)) for s in spec.seeds) if r]
+        if records:
+            by_model[model] = records
+    return by_model
+
+
+def _mean_std(values: List[float]):
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else float("nan")
+    return mean, std
+
+
+def summarise(by_model: Dict[str, List[dict]]) -> List[dict]:
+    rows = []
+    for model, records in by_model.items():
+        row = {"model": model, "runs": len(records), "seeds": [r["seed"] for r in records]}
+        for metric in METRICS:
+            row[metric] = _mean_std([r["test"][metric] for r in records])
+        row["valid ndcg@10"] = _mean_std([r["valid"].get("ndcg@10", float("nan")) for r in records])
+        for key in ("best_epoch", "epochs_trained", "train_s_per_epoch", "eval_s"):
+            row[key] = statistics.fmean(float(r[key] if r[key] is not None else "nan") for r in records)
+        row["peak_rss_mb"] = max(r["peak_memory"]["rss_mb"] for r in records)
+        row["stop"] = ", ".join(sorted({r["stop_reason"] or "?" for r in records}))
+        rows.append(row)
+    return rows
+
+
+def _fmt(mean: float, std: float) -> str:
+    return f"{mean:.4f}" if math.isnan(std) else f"{mean:.4f} ± {std:.4f}"
+
+
+def render_markdown(spec: Spec, rows: List[dict], by_model: Dict[str, List[dict]]) -> str:
+    metric_cols = METRICS + ["valid ndcg@10"]
+    best = {m: max(r[m][0] for r in rows) for m in metric_cols}
+    head = ["Model", "runs"] + [m.replace("recall", "Recall").replace("ndcg", "NDCG").replace("mrr", "MRR")
+                                for m in metric_cols] + ["best epoch", "epochs", "s/epoch", "eval s", "peak MiB", "stopped by"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["model"], str(r["runs"])]
+        for m in metric_cols:
+            text = _fmt(*r[m])
+            cells.append(f"**{text}**" if r[m][0] == best[m] else text)
+        cells += [f"{r['best_epoch']:.1f}", f"{r['epochs_trained']:.1f}", f"{r['train_s_per_epoch']:.1f}",
+                  f"{r['eval_s']:.1f}", f"{r['peak_rss_mb']:.0f}", r["stop"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    first = next(iter(by_model.values()))[0]
+    budget = first["budget"]
+    budget_text = (f"at most {budget['epochs']} epochs, early stopping after {budget['stopping_step']} "
+                   f"evaluations without gain" + (f", at most {budget['train_budget_s']} s of training per run"
+                                                  if budget["train_budget_s"] else ""))
+    machines = sorted({machine_summary(r["machine"]) for rs in by_model.values() for r in rs})
+    commits = sorted({r["git_commit"] for rs in by_model.values() for r in rs})
+    command_file = spec.out / "command.txt"
+    command = command_file.read_text(encoding="utf-8").strip() if command_file.is_file() else \
+        f"qbert-leaderboard {spec.source}"
+    return "\n".join([
+        f"# Leaderboard: {spec.dataset} ({spec.name})",
+        "",
+        f"Test metrics at the best validation epoch (NDCG@10), mean ± sample std over seeds "
+        f"{', '.join(map(str, spec.seeds))}; leave-one-out by time, full ranking over all "
+        f"{first['data']['items']} items, {first['data']['users']} users. Best mean per column in bold.",
+        "",
+        *lines,
+        "",
+        f"- Budget: {budget_text}.",
+        f"- Machine: {'; '.join(machines)}. Commit: {', '.join(commits)}.",
+        f"- Reproduce: `{command}`",
+        "",
+    ])
+
+
+def render_csv(rows: List[dict]) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    metric_cols = METRICS + ["valid ndcg@10"]
+    writer.writerow(["model", "runs"] + [f"{m}_{s}" for m in metric_cols for s in ("mean", "std")]
+                    + ["best_epoch", "epochs_trained", "train_s_per_epoch", "eval_s", "peak_rss_mb", "stopped_by"])
+    for r in rows:
+        writer.writerow([r["model"], r["runs"]] + [f"{v:.6f}" for m in metric_cols for v in r[m]]
+                        + [f"{r[k]:.2f}" for k in ("best_epoch", "epochs_trained", "train_s_per_epoch", "eval_s")]
+                        + [f"{r['peak_rss_mb']:.0f}", r["stop"]])
+    return buf.getvalue()
+
+
+def render_runs_csv(by_model: Dict[str, List[dict]]) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["model", "seed", "config_hash"] + METRICS + ["valid_ndcg@10", "best_epoch", "epochs_trained",
+                                                                  "train_s_per_epoch", "eval_s", "peak_rss_mb",
+                                                                  "stop_reason", "git_commit"])
+    for model, records in by_model.items():
+        for r in records:
+            writer.writerow([model, r["seed"], r["config_hash"]] + [r["test"][m] for m in METRICS]
+                            + [r["valid"].get("ndcg@10"), r["best_epoch"], r["epochs_trained"],
+                               r["train_s_per_epoch"], r["eval_s"], r["peak_memory"]["rss_mb"],
+                               r["stop_reason"], r["git_commit"]])
+    return buf.getvalue()
+
+
+def render_plot(spec: Spec, rows: List[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    x = np.arange(len(rows))
+    width = 0.8 / len(HEADLINE)
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.4 * len(rows) + 2), 3.6))
+    for i, metric in enumerate(HEADLINE):
+        means = [r[metric][0] for r in rows]
+        stds = [0.0 if math.isnan(r[metric][1]) else r[metric][1] for r in rows]
+        ax.bar(x + (i - (len(HEADLINE) - 1) / 2) * width, means, width, yerr=stds, capsize=3,
+               label=metric.replace("ndcg", "NDCG").replace("recall", "Recall"))
+    ax.set_xticks(x, [r["model"] for r in rows])
+    ax.set_ylabel("test, mean ± std over seeds")
+    ax.set_title(f"{spec.dataset}: {spec.name}")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
+    plt.close(fig)
+
+
+def render(spec: Spec) -> List[Path]:
+    """Write ``leaderboard.md``, ``leaderboard.csv``, ``runs.csv`` and ``leaderboard.png`` into ``spec.out``."""
+    by_model = collect(spec)
+    if not by_model:
+        raise QBertError(f"{spec.out / 'records'}: no finished runs to render yet")
+    rows = summarise(by_model)
+    paths = [spec.out / "leaderboard.md", spec.out / "leaderboard.csv", spec.out / "runs.csv",
+             spec.out / "leaderboard.png"]
+    write_text(paths[0], render_markdown(spec, rows, by_model))
+    write_text(paths[1], render_csv(rows))
+    write_text(paths[2], render_runs_csv(by_model))
+    render_plot(spec, rows, paths[3])
+    return paths

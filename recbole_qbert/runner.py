@@ -1,0 +1,161 @@
+"""Train and evaluate one model on one dataset with RecBole's Trainer and evaluator.
+
+This is what ``run_recbole.py`` runs. It replaces ``recbole.quick_start.run_recbole`` (which imports
+``ray`` and pickles) and adds what a leaderboard needs: protocol defaults, input checks, safe and
+resumable checkpoints, a time budget, and one result record per run.
+"""
+import datetime
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Dict, Optional, Sequence
+
+from recbole_qbert.atomic_check import check_atomic_files
+from recbole_qbert.config import PROJECT_ROOT, build_config, config_hash, plain_config
+from recbole_qbert.errors import QBertError
+from recbole_qbert.model_registry import is_own_model, resolve_model
+from recbole_qbert.run_record import command_line, git_commit, machine_info, peak_memory_mb
+from recbole_qbert.safe_io import write_json
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class _StripColour(logging.Formatter):
+    def format(self, record):
+        return _ANSI.sub("", super().format(record))
+
+
+def setup_logging(log_file: Optional[Path], level: str = "INFO") -> None:
+    """RecBole logs to the root logger; send it to the console and to the run's log file (RecBole's own
+    ``init_logger`` would write into ``./log/`` instead)."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "_qbert", False)]:
+        root.removeHandler(handler)
+        handler.close()
+    handlers = [logging.StreamHandler()]
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+    for handler in handlers:
+        handler._qbert = True
+        handler.setFormatter(_StripColour("%(asctime)s %(message)s", "%H:%M:%S"))
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+def dataset_class(config, model_class):
+    """The dataset class for ``model_class``: its own ``dataset_class`` attribute, else the one
+    ``recbole.data.create_dataset`` would choose (constructed directly, because ``create_dataset``
+    unpickles a cached copy when it finds one)."""
+    import recbole.data.dataset as recbole_datasets
+    from recbole.utils import ModelType
+
+    own = getattr(model_class, "dataset_class", None)
+    if own is not None:
+        return own
+    special = getattr(recbole_datasets, f"{config['model']}Dataset", None)
+    if special is not None:
+        return special
+    by_type = {ModelType.SEQUENTIAL: "SequentialDataset", ModelType.KNOWLEDGE: "KnowledgeBasedDataset"}
+    return getattr(recbole_datasets, by_type.get(config["MODEL_TYPE"], "Dataset"))
+
+
+def load_data(config, model_class):
+    """Check the atomic files, build the dataset and RecBole's train/valid/test loaders.
+
+    Returns ``(statistics, train, valid, test)``; the statistics are taken before RecBole's split,
+    which rewrites the dataset's interaction table."""
+    from recbole.data import data_preparation
+
+    check_atomic_files(config)
+    try:
+        dataset = dataset_class(config, model_class)(config)
+    except QBertError:
+        raise
+    except Exception as e:  # RecBole's loader fails with KeyError/ValueError deep in pandas
+        raise QBertError(f"dataset '{config['dataset']}' in {config['data_path']}: RecBole could not load "
+                         f"it ({type(e).__name__}: {e})") from e
+    logging.getLogger().info(str(dataset))
+    stats = {"users": dataset.user_num - 1, "items": dataset.item_num - 1,  # minus RecBole's padding id
+             "interactions": dataset.inter_num}
+    train, valid, test = data_preparation(config, dataset)
+    stats["train_samples"] = train._dataset.inter_num
+    return stats, train, valid, test
+
+
+def default_run_dir(model: str, dataset: str) -> Path:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return PROJECT_ROOT / "saved" / f"{model}-{dataset}-{stamp}"
+
+
+def run(model: str, dataset: str, config_files: Sequence = (), overrides: Optional[Dict] = None, *,
+        run_dir=None, resume: bool = False, record_path=None) -> dict:
+    """Train ``model`` on ``dataset``, test the best validation epoch, and return the result record.
+
+    ``run_dir`` receives ``best.pth``, ``last.pth``, ``run.log`` and (unless ``record_path`` says
+    otherwise) ``record.json``. With ``resume``, training continues from ``run_dir/last.pth``.
+    """
+    import torch
+    from recbole.utils import init_seed
+
+    from recbole_qbert.trainer import make_trainer
+
+    model_class = resolve_model(model)
+    run_dir = Path(run_dir) if run_dir else default_run_dir(model, dataset)
+    if resume and not (run_dir / "last.pth").is_file():
+        raise QBertError(f"{run_dir / 'last.pth'}: nothing to resume from")
+    overrides = {**(overrides or {}), "checkpoint_dir": str(run_dir)}
+    config = build_config(model_class, dataset, config_files, overrides, own_model=is_own_model(model))
+    setup_logging(run_dir / "run.log", config["state"] or "INFO")
+    log = logging.getLogger()
+    started = datetime.datetime.now().isoformat(timespec="seconds")
+
+    init_seed(config["seed"], config["reproducibility"])
+    stats, train, valid, test = load_data(config, model_class)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    net = model_class(config, train._dataset).to(config["device"])
+    trainer = make_trainer(config, net)
+    if resume:
+        trainer.resume_checkpoint()
+
+    trainer.fit(train, valid, saved=True, show_progress=config["show_progress"])
+    start = time.perf_counter()
+    test_result = trainer.evaluate(test, load_best_model=True, show_progress=config["show_progress"])
+    eval_s = time.perf_counter() - start
+
+    history = trainer.history
+    trained = [h for h in history if "train_s" in h]
+    evaluated = [h for h in history if "valid_s" in h]
+    record = {
+        "model": model,
+        "dataset": dataset,
+        "seed": config["seed"],
+        "config_hash": config_hash(config),
+        "budget": {"epochs": config["epochs"], "train_budget_s": config["train_budget_s"],
+                   "stopping_step": config["stopping_step"]},
+        "valid": {k: float(v) for k, v in (trainer.best_valid_result or {}).items()},
+        "test": {k: float(v) for k, v in test_result.items()},
+        "best_epoch": trainer.best_epoch,
+        "epochs_trained": len(trained),
+        "stop_reason": trainer.stop_reason,
+        "train_s": round(trainer.train_seconds, 2),
+        "train_s_per_epoch": round(trainer.train_seconds / max(len(trained), 1), 2),
+        "valid_s_per_epoch": round(sum(h["valid_s"] for h in evaluated) / max(len(evaluated), 1), 2),
+        "eval_s": round(eval_s, 2),
+        "peak_memory": peak_memory_mb(),
+        "data": stats,
+        "history": history,
+        "machine": machine_info(),
+        "git_commit": git_commit(),
+        "command": command_line(),
+        "started": started,
+        "finished": datetime.datetime.now().isoformat(timespec="seconds"),
+        "config": plain_config(config),
+    }
+    write_json(Path(record_path) if record_path else run_dir / "record.json", record)
+    log.info(f"test: {record['test']}")
+    del trainer, net
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return record

@@ -1,0 +1,204 @@
+"""RecBole trainers with safe checkpoints, resumable runs, budgets and per-epoch timing.
+
+RecBole 1.2.1 pickles its whole ``Config`` into checkpoints and reloads them with ``torch.load``, which
+torch >= 2.6 refuses by default and which would execute code from an untrusted file. The mixin here
+stores tensors and plain values only (the config as YAML text) and loads with ``weights_only=True``:
+
+* ``best.pth``: the model at the best validation epoch (what the test is evaluated on);
+* ``last.pth``: the model, optimizer and trainer state after the latest evaluated epoch, from which an
+  interrupted run resumes.
+
+It wraps whichever trainer RecBole picks for a model (:func:`make_trainer`), so RecBole's built-in
+models get the same behaviour as ours.
+"""
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from recbole.utils import get_trainer
+
+from recbole_qbert.config import config_hash, plain_config
+from recbole_qbert.errors import QBertError
+from recbole_qbert.safe_io import atomic_path
+
+CHECKPOINT_FORMAT = 1
+
+
+class BudgetExhausted(Exception):
+    """Raised after an epoch once the run's wall-clock training budget is spent."""
+
+
+def save_checkpoint(state: dict, path) -> None:
+    """``torch.save`` through a temporary file, so a crash never leaves half a checkpoint."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path, map_location="cpu") -> dict:
+    """Load a checkpoint written by :func:`save_checkpoint`; never unpickles arbitrary objects."""
+    path = Path(path)
+    if not path.is_file():
+        raise QBertError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError or EOFError depending on damage
+        raise QBertError(f"{path}: not a readable recbole-qbert checkpoint ({type(e).__name__})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise QBertError(f"{path}: not a recbole-qbert checkpoint (RecBole's own pickled checkpoints "
+                         "are not loaded, since unpickling can run code)")
+    return state
+
+
+class SafeTrainerMixin:
+    """Checkpointing, resume, budget and timing on top of a RecBole trainer class."""
+
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        run_dir = Path(config["checkpoint_dir"])
+        self.saved_model_file = str(run_dir / "best.pth")
+        self.last_checkpoint_file = run_dir / "last.pth"
+        self.train_budget_s = config["train_budget_s"]
+        self.config_hash = config_hash(config)
+        self.history = []  # one dict per epoch: loss, seconds, validation metrics
+        self.train_seconds = 0.0
+        self.best_epoch = None
+        self.stop_reason = None
+
+    # -- what a checkpoint holds --------------------------------------------------------------
+    def _meta(self) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "model": self.config["model"],
+            "dataset": self.config["dataset"],
+            "config_hash": self.config_hash,
+            "config_yaml": yaml.safe_dump(plain_config(self.config), sort_keys=True),
+        }
+
+    def _check_meta(self, state: dict, path) -> None:
+        for key in ("model", "dataset", "config_hash"):
+            mine = self.config_hash if key == "config_hash" else self.config[key]
+            if state.get(key) != mine:
+                raise QBertError(f"{path}: checkpoint was made for {key} {state.get(key)!r}, this run has "
+                                 f"{mine!r}; use a fresh checkpoint_dir or the original config")
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        """Best model so far. RecBole calls this with ``epoch=-1`` when there is nothing left to train;
+        the best model of a resumed run must then stay as it is."""
+        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+            return
+        path = Path(kwargs.pop("saved_model_file", self.saved_model_file))
+        if epoch < 0 and path.is_file():
+            return
+        save_checkpoint({**self._meta(), "epoch": epoch, "state_dict": self.model.state_dict(),
+                         "other_parameter": self.model.other_parameter()}, path)
+        if verbose:
+            self.logger.info(f"Saved best model: {path}")
+
+    def _save_last(self, epoch: int) -> None:
+        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+            return
+        save_checkpoint({
+            **self._meta(),
+            "epoch": epoch,
+            "cur_step": self.cur_step,
+            "best_valid_score": float(self.best_valid_score),
+            "best_valid_result": {k: float(v) for k, v in (self.best_valid_result or {}).items()},
+            "best_epoch": -1 if self.best_epoch is None else self.best_epoch,
+            "history": self.history,
+            "train_seconds": self.train_seconds,
+            "stop_reason": self.stop_reason or "",
+            "state_dict": self.model.state_dict(),
+            "other_parameter": self.model.other_parameter(),
+            "optimizer": self.optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        }, self.last_checkpoint_file)
+
+    def resume_checkpoint(self, resume_file=None):
+        """Continue from ``last.pth`` (or ``resume_file``): model, optimizer, early-stopping state and
+        history. A run that stopped early, or whose time budget is spent, trains no further; one that
+        ran out of epochs continues if ``epochs`` is now larger."""
+        path = Path(resume_file or self.last_checkpoint_file)
+        state = load_checkpoint(path, map_location=self.device)
+        self._check_meta(state, path)
+        self.model.load_state_dict(state["state_dict"])
+        self.model.load_other_parameter(state.get("other_parameter"))
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        self.cur_step = state["cur_step"]
+        self.best_valid_score = state["best_valid_score"]
+        self.best_valid_result = state["best_valid_result"] or None
+        self.best_epoch = None if state["best_epoch"] < 0 else state["best_epoch"]
+        self.history = list(state["history"])
+        self.train_seconds = state["train_seconds"]
+        self.stop_reason = state["stop_reason"] or None
+        spent = self.train_budget_s is not None and self.train_seconds >= float(self.train_budget_s)
+        done = self.stop_reason == "early_stopping" or spent
+        self.start_epoch = self.epochs if done else state["epoch"] + 1
+        self.logger.info(f"Resumed from {path} at epoch {self.start_epoch}")
+
+    def load_best(self, model_file=None) -> None:
+        path = Path(model_file or self.saved_model_file)
+        state = load_checkpoint(path, map_location=self.device)
+        self._check_meta(state, path)
+        self.model.load_state_dict(state["state_dict"])
+        self.model.load_other_parameter(state.get("other_parameter"))
+        self.logger.info(f"Loaded model of epoch {state['epoch']} from {path}")
+
+    @torch.no_grad()
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        if load_best_model:
+            self.load_best(model_file)
+        return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+
+    # -- timing and budget --------------------------------------------------------------------
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        start = time.perf_counter()
+        loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+        seconds = time.perf_counter() - start
+        self.train_seconds += seconds
+        total = sum(loss) if isinstance(loss, tuple) else loss
+        self.history.append({"epoch": epoch_idx, "train_loss": float(total), "train_s": seconds})
+        return loss
+
+    def _valid_epoch(self, valid_data, show_progress=False):
+        start = time.perf_counter()
+        score, result = super()._valid_epoch(valid_data, show_progress=show_progress)
+        self.history[-1].update(valid_s=time.perf_counter() - start,
+                                valid={k: float(v) for k, v in result.items()})
+        return score, result
+
+    def _end_of_evaluated_epoch(self, epoch_idx: int, valid_score: float) -> None:
+        if self.cur_step == 0:  # RecBole's early_stopping just reset it: this epoch is the best
+            self.best_epoch = epoch_idx
+        if self.cur_step > self.stopping_step:
+            self.stop_reason = "early_stopping"
+        elif epoch_idx + 1 >= self.epochs:
+            self.stop_reason = "epochs"
+        elif self.train_budget_s is not None and self.train_seconds >= float(self.train_budget_s):
+            self.stop_reason = "budget"
+        self._save_last(epoch_idx)
+        if self.stop_reason == "budget":
+            raise BudgetExhausted
+
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False,
+            callback_fn=None):
+        def callback(epoch_idx, valid_score):
+            self._end_of_evaluated_epoch(epoch_idx, valid_score)
+            if callback_fn:
+                callback_fn(epoch_idx, valid_score)
+
+        try:
+            super().fit(train_data, valid_data, verbose=verbose, saved=saved,
+                        show_progress=show_progress, callback_fn=callback)
+        except BudgetExhausted:
+            self.logger.info(f"Training budget of {self.train_budget_s}s spent after "
+                             f"{self.train_seconds:.1f}s of training")
+        return self.best_valid_score, self.best_valid_result
+
+
+def make_trainer(config, model):
+    """The trainer RecBole would use for ``model``, with :class:`SafeTrainerMixin` on top."""
+    base = get_trainer(config["MODEL_TYPE"], config["model"])
+    cls = type(f"Safe{base.__name__}", (SafeTrainerMixin, base), {})
+    return cls(config, model)

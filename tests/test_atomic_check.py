@@ -1,0 +1,61 @@
+"""Bad atomic files fail before RecBole reads them, with one line naming the file."""
+import pytest
+
+from recbole_qbert.errors import QBertError
+from recbole_qbert.model_registry import resolve_model
+from recbole_qbert.runner import run
+from tests.conftest import tiny_overrides, write_tiny_dataset
+
+
+def run_tiny(data_path, name="tiny", **extra):
+    return run("SASRec", name, overrides=tiny_overrides(data_path, epochs=1, **extra),
+               run_dir=data_path / "runs" / name)
+
+
+def broken_dataset(tmp_path, content: str, name="broken"):
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / f"{name}.inter").write_text(content, encoding="utf-8")
+    return tmp_path
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "empty file"),
+    ("user_id:token,item_id:token,timestamp:float\nu1,i1,0\n", "separated by commas"),
+    ("user_id:token\titem_id:tokn\ttimestamp:float\nu1\ti1\t0\n", "header column 'item_id:tokn'"),
+    ("user_id:token\titem_id:token\ttimestamp:float\nu1\ti1\t0\nu1\ti2\n", "line 3 has 2 fields, the header has 3"),
+    ("user_id:token\titem_id:token\ttimestamp:float\n", "no data rows"),
+    ("user_id:token\titem_id:token\nu1\ti1\n", "load_col asks for ['timestamp']"),
+])
+def test_malformed_inter_file(tmp_path, in_tmp, content, message):
+    data = broken_dataset(tmp_path, content)
+    with pytest.raises(QBertError) as err:
+        run_tiny(data, "broken")
+    assert "broken.inter" in str(err.value) and message in str(err.value)
+
+
+def test_unknown_dataset_names_the_folder(tmp_path, in_tmp):
+    with pytest.raises(QBertError, match="dataset 'nosuch' not found: no folder .*nosuch"):
+        run_tiny(tmp_path, "nosuch")
+
+
+def test_folder_without_inter_file(tmp_path, in_tmp):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(QBertError, match=r"empty\.inter: atomic file not found"):
+        run_tiny(tmp_path, "empty")
+
+
+def test_a_failed_run_leaves_no_record(tmp_path, in_tmp):
+    data = broken_dataset(tmp_path, "user_id:token\titem_id:token\n")
+    with pytest.raises(QBertError):
+        run_tiny(data, "broken")
+    assert not list((tmp_path / "runs").rglob("record.json"))
+
+
+def test_valid_tiny_dataset_passes_the_check(tmp_path):
+    from recbole_qbert.atomic_check import check_atomic_files
+    from recbole_qbert.config import build_config
+
+    write_tiny_dataset(tmp_path)
+    config = build_config(resolve_model("SASRec"), "tiny", overrides=tiny_overrides(tmp_path))
+    assert check_atomic_files(config)["inter"] == {"user_id": "token", "item_id": "token", "timestamp": "float"}

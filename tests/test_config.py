@@ -1,0 +1,86 @@
+"""Config layering, protocol defaults and one-line errors for bad configs."""
+import sys
+
+import pytest
+
+from recbole_qbert.config import build_config, config_hash, load_yaml, parse_overrides, parse_value
+from recbole_qbert.errors import QBertError
+from recbole_qbert.model_registry import resolve_model
+
+
+def sasrec_config(*files, **overrides):
+    return build_config(resolve_model("SASRec"), "ml-100k", [str(f) for f in files], overrides)
+
+
+def test_protocol_defaults_apply_to_builtin_models():
+    config = sasrec_config()
+    assert config["eval_args"]["split"] == {"LS": "valid_and_test"}
+    assert config["eval_args"]["order"] == "TO"
+    assert config["eval_args"]["mode"] == {"valid": "full", "test": "full"}
+    assert [m.lower() for m in config["metrics"]] == ["recall", "ndcg", "mrr"]
+    assert config["topk"] == [5, 10, 20]
+    assert config["valid_metric"] == "NDCG@10"
+    assert config["MAX_ITEM_LIST_LENGTH"] == 50
+    assert config["train_neg_sample_args"] is None or config["train_neg_sample_args"]["distribution"] == "none"
+
+
+def test_layering_user_file_then_overrides(tmp_path):
+    user = tmp_path / "user.yaml"
+    user.write_text("learning_rate: 0.01\nepochs: 7\n")
+    config = sasrec_config(user, epochs=3)
+    assert config["learning_rate"] == 0.01
+    assert config["epochs"] == 3
+
+
+def test_command_line_of_the_process_is_not_read(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["prog", "--epochs=999"])
+    assert sasrec_config()["epochs"] != 999
+
+
+@pytest.mark.parametrize("text, message", [
+    ("learning_rat: 0.01\n", "unknown config key 'learning_rat' (did you mean 'learning_rate'?)"),
+    ("epochs: [1\n", "malformed YAML"),
+    ("- a\n- b\n", "expected a mapping"),
+])
+def test_bad_config_file_names_file_and_problem(tmp_path, text, message):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(QBertError) as err:
+        sasrec_config(bad)
+    assert str(bad) in str(err.value) and message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(QBertError, match="config file not found"):
+        load_yaml(tmp_path / "absent.yaml")
+
+
+def test_unknown_override_key():
+    with pytest.raises(QBertError, match="command line: unknown config key 'epoch'"):
+        sasrec_config(epoch=3)
+
+
+def test_pickle_options_are_refused():
+    with pytest.raises(QBertError, match="pickle"):
+        sasrec_config(save_dataset=True)
+
+
+def test_parse_values_like_recbole_without_eval():
+    assert parse_overrides(["--epochs=5", "--learning_rate=1e-3", "--topk=[5, 10]", "--x=True", "--y=CE",
+                            "--z=~"]) == {"epochs": 5, "learning_rate": 0.001, "topk": [5, 10], "x": True,
+                                          "y": "CE", "z": None}
+    assert parse_value("__import__('os')") == "__import__('os')"  # never evaluated
+    with pytest.raises(QBertError, match="expected --key=value"):
+        parse_overrides(["epochs"])
+
+
+def test_config_hash_ignores_seed_and_budget_but_not_hyperparameters():
+    base = config_hash(sasrec_config())
+    assert config_hash(sasrec_config(seed=1, epochs=3, train_budget_s=5)) == base
+    assert config_hash(sasrec_config(hidden_size=16)) != base
+
+
+def test_unknown_model_suggests_a_name():
+    with pytest.raises(QBertError, match="unknown model 'SASrec'; did you mean SASRec"):
+        resolve_model("SASrec")

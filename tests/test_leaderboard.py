@@ -1,0 +1,102 @@
+"""Leaderboard: identical split for every run, resume without redoing work, honest aggregation."""
+import math
+
+import pytest
+import yaml
+
+from recbole_qbert.errors import QBertError
+from recbole_qbert.leaderboard import collect, load_spec, render, run_all, summarise
+from tests.conftest import tiny_overrides
+
+
+def write_spec(tmp_path, tiny_data, **config):
+    spec = {"name": "tiny-board", "dataset": "tiny", "models": ["SASRec", "GRU4Rec"], "seeds": [1, 2],
+            "config": tiny_overrides(tiny_data, epochs=1, **config)}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def make_spec(path, tmp_path):
+    spec = load_spec(path, out=str(tmp_path / "out"))
+    spec.runs_root = tmp_path / "runs"
+    return spec
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"dataset": "x", "models": ["SASRec"], "seeds": [1], "modls": 1}, "unknown leaderboard key 'modls'"),
+    ({"dataset": "x", "seeds": [1]}, "'models' is required"),
+    ({"dataset": "x", "models": ["SASRec"], "seeds": ["a"]}, "'seeds' must be a list of integers"),
+    ({"dataset": "x", "models": ["SASRec"], "seeds": [1], "model_config": {"BERT4Rec": {}}},
+     "model_config names 'BERT4Rec'"),
+])
+def test_bad_spec(tmp_path, content, message):
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(content))
+    with pytest.raises(QBertError, match=message):
+        load_spec(path)
+
+
+def test_runs_render_and_resume(tiny_data, tmp_path, in_tmp, capfd):
+    spec = make_spec(write_spec(tmp_path, tiny_data), tmp_path)
+    run_all(spec)
+    paths = render(spec)
+    assert [p.name for p in paths] == ["leaderboard.md", "leaderboard.csv", "runs.csv", "leaderboard.png"]
+    assert all(p.stat().st_size > 0 for p in paths)
+    records = collect(spec)
+    assert {m: [r["seed"] for r in rs] for m, rs in records.items()} == {"SASRec": [1, 2], "GRU4Rec": [1, 2]}
+    # every run saw the same split: the same users, items and training samples
+    assert len({str(r["data"]) for rs in records.values() for r in rs}) == 1
+    table = paths[0].read_text()
+    assert "| SASRec | 2 |" in table and "| GRU4Rec | 2 |" in table and "**" in table
+    capfd.readouterr()
+
+    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "out" / "records").iterdir()}
+    run_all(spec)
+    assert capfd.readouterr().out.count("done, reusing") == 4
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out" / "records").iterdir()} == mtimes
+
+
+def test_interrupted_and_changed_runs(tiny_data, tmp_path, in_tmp, capfd):
+    path = write_spec(tmp_path, tiny_data)
+    spec = make_spec(path, tmp_path)
+    spec.models, spec.seeds = ["SASRec"], [1]
+    run_all(spec)
+    first = collect(spec)["SASRec"][0]
+
+    # a larger epoch budget: the run continues from its last checkpoint instead of starting over
+    spec.config["epochs"] = 2
+    run_all(spec)
+    assert "resuming" in capfd.readouterr().out
+    resumed = collect(spec)["SASRec"][0]
+    assert [h["epoch"] for h in resumed["history"]] == [0, 1]
+    assert resumed["history"][0] == first["history"][0]
+
+    # a different model configuration: the old checkpoint is not reused
+    spec.config["hidden_size"] = 16
+    spec.config["inner_size"] = 16
+    run_all(spec)
+    assert "config changed" in capfd.readouterr().out
+    assert collect(spec)["SASRec"][0]["config_hash"] != first["config_hash"]
+
+
+def test_failed_run_is_a_one_line_error_and_renders_nothing(tiny_data, tmp_path, in_tmp):
+    spec = make_spec(write_spec(tmp_path, tiny_data, learning_rat=0.1), tmp_path)
+    with pytest.raises(QBertError, match="unknown config key 'learning_rat'"):
+        run_all(spec)
+    with pytest.raises(QBertError, match="no finished runs"):
+        render(spec)
+
+
+def fake_record(seed, ndcg, recall):
+    test = {f"{m}@{k}": 0.0 for m in ("recall", "ndcg", "mrr") for k in (5, 10, 20)}
+    test.update({"ndcg@10": ndcg, "recall@10": recall})
+    return {"seed": seed, "test": test, "valid": {"ndcg@10": ndcg}, "best_epoch": 3, "epochs_trained": 5,
+            "train_s_per_epoch": 2.0, "eval_s": 1.0, "peak_memory": {"rss_mb": 100.0}, "stop_reason": "epochs"}
+
+
+def test_summary_is_mean_and_sample_std():
+    rows = summarise({"A": [fake_record(1, 0.1, 0.2), fake_record(2, 0.3, 0.4)], "B": [fake_record(1, 0.5, 0.1)]})
+    a, b = rows
+    assert a["ndcg@10"][0] == pytest.approx(0.2) and a["ndcg@10"][1] == pytest.approx(math.sqrt(0.02))
+    assert b["runs"] == 1 and math.isnan(b["ndcg@10"][1])

@@ -1,0 +1,115 @@
+"""Safe checkpoints, resume, budgets, and metrics from RecBole's evaluator on real runs."""
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from recbole_qbert.errors import QBertError
+from recbole_qbert.runner import run
+from recbole_qbert.trainer import load_checkpoint, save_checkpoint
+from tests.conftest import tiny_overrides
+
+
+def tiny_run(data, run_dir, model="SASRec", resume=False, **extra):
+    return run(model, "tiny", overrides=tiny_overrides(data, **extra), run_dir=run_dir, resume=resume)
+
+
+def test_checkpoint_round_trip_is_atomic_and_tensor_only(tmp_path):
+    path = tmp_path / "c.pth"
+    save_checkpoint({"format": 1, "state_dict": {"w": torch.ones(2)}, "history": [{"epoch": 0}]}, path)
+    assert torch.equal(load_checkpoint(path)["state_dict"]["w"], torch.ones(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pth"]
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+@pytest.mark.parametrize("content", [
+    lambda p: torch.save({"format": 1, "config": Evil()}, p),   # a pickled object, as RecBole saves its Config
+    lambda p: p.write_bytes(b"not a checkpoint"),
+    lambda p: torch.save({"state_dict": {}}, p),                # tensors, but not our format
+])
+def test_unsafe_or_foreign_checkpoints_are_refused(tmp_path, content):
+    path = tmp_path / "c.pth"
+    content(path)
+    with pytest.raises(QBertError, match="c.pth: not a"):
+        load_checkpoint(path)
+
+
+def test_run_record_and_checkpoints(tiny_data, tmp_path, in_tmp):
+    record = tiny_run(tiny_data, tmp_path / "run", epochs=2)
+    assert record["epochs_trained"] == 2 and record["stop_reason"] == "epochs"
+    assert set(record["test"]) == {f"{m}@{k}" for m in ("recall", "ndcg", "mrr") for k in (5, 10, 20)}
+    assert record["best_epoch"] in (0, 1)
+    assert record["valid"]["ndcg@10"] == max(h["valid"]["ndcg@10"] for h in record["history"])
+    assert record["data"] == {"users": 60, "items": 30, "interactions": sum(6 + u % 7 for u in range(60)),
+                              "train_samples": sum(6 + u % 7 - 3 for u in range(60))}
+    assert json.loads((tmp_path / "run" / "record.json").read_text())["config_hash"] == record["config_hash"]
+    best = load_checkpoint(tmp_path / "run" / "best.pth")
+    assert best["epoch"] == record["best_epoch"] and "model: SASRec" in best["config_yaml"]
+    assert not [p for p in ("log", "log_tensorboard", "saved") if (in_tmp / p).exists()], \
+        "RecBole wrote into the working directory"
+
+
+def test_resume_continues_where_the_run_stopped(tiny_data, tmp_path, in_tmp):
+    first = tiny_run(tiny_data, tmp_path / "run", epochs=1)
+    resumed = tiny_run(tiny_data, tmp_path / "run", epochs=3, resume=True)
+    assert [h["epoch"] for h in resumed["history"]] == [0, 1, 2]
+    assert resumed["history"][0] == first["history"][0]
+
+
+def test_resume_refuses_a_checkpoint_of_another_config(tiny_data, tmp_path, in_tmp):
+    tiny_run(tiny_data, tmp_path / "run", epochs=1)
+    with pytest.raises(QBertError, match="checkpoint was made for config_hash"):
+        tiny_run(tiny_data, tmp_path / "run", epochs=2, resume=True, hidden_size=16, inner_size=16)
+
+
+def test_budget_stops_after_the_epoch_that_spends_it(tiny_data, tmp_path, in_tmp):
+    record = tiny_run(tiny_data, tmp_path / "run", epochs=50, train_budget_s=1e-6)
+    assert record["epochs_trained"] == 1 and record["stop_reason"] == "budget"
+
+
+def test_test_metrics_agree_with_an_independent_full_ranking(tiny_data, tmp_path, in_tmp):
+    """Recompute NDCG@10 and Recall@10 from the model's scores; RecBole's evaluator must agree."""
+    from recbole_qbert.config import build_config
+    from recbole_qbert.model_registry import resolve_model
+    from recbole_qbert.runner import load_data
+
+    record = tiny_run(tiny_data, tmp_path / "run", epochs=2)
+    cls = resolve_model("SASRec")
+    config = build_config(cls, "tiny", overrides=tiny_overrides(tiny_data, checkpoint_dir=str(tmp_path / "run")))
+    _, train, _, test = load_data(config, cls)
+    model = cls(config, train._dataset)
+    model.load_state_dict(load_checkpoint(tmp_path / "run" / "best.pth")["state_dict"])
+    model.eval()
+    ndcg, recall, users = [], [], 0
+    with torch.no_grad():
+        for interaction, history_index, _, positive_i in test:
+            scores = model.full_sort_predict(interaction).view(len(interaction), -1)
+            scores[:, 0] = -np.inf
+            if history_index is not None:  # sequential full ranking keeps seen items (repeatable)
+                scores[history_index] = -np.inf
+            target = positive_i
+            rank = (scores > scores[torch.arange(len(target)), target].unsqueeze(1)).sum(1)
+            hit = rank < 10
+            recall += hit.float().tolist()
+            ndcg += torch.where(hit, 1 / torch.log2(rank.float() + 2), torch.zeros_like(rank, dtype=torch.float)).tolist()
+            users += len(target)
+    assert users == 60
+    assert record["test"]["ndcg@10"] == pytest.approx(np.mean(ndcg), abs=1e-4)
+    assert record["test"]["recall@10"] == pytest.approx(np.mean(recall), abs=1e-4)
+
+
+def test_real_data_smoke_sasrec_on_ml100k(tmp_path, in_tmp):
+    """One epoch of a small SASRec on the real MovieLens-100K through RecBole's Trainer and evaluator."""
+    record = run("SASRec", "ml-100k", overrides={"epochs": 1, "hidden_size": 16, "inner_size": 32, "n_layers": 1,
+                                                  "n_heads": 1, "show_progress": False, "state": "WARNING"},
+                 run_dir=tmp_path / "run")
+    assert record["data"]["users"] == 943 and record["data"]["items"] == 1682
+    assert record["data"]["interactions"] == 100000
+    assert 0 < record["test"]["recall@20"] <= 1 and record["test"]["ndcg@10"] > 0
+    assert record["peak_memory"]["rss_mb"] > 0 and record["train_s_per_epoch"] > 0
