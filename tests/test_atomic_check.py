@@ -4,7 +4,7 @@ import pytest
 from recbole_qbert.errors import QBertError
 from recbole_qbert.model_registry import resolve_model
 from recbole_qbert.runner import run
-from tests.conftest import tiny_overrides, write_tiny_dataset
+from fixtures.tiny import tiny_overrides, write_tiny_dataset
 
 
 def run_tiny(data_path, name="tiny", **extra):

@@ -6,7 +6,7 @@ import yaml
 
 from recbole_qbert.errors import QBertError
 from recbole_qbert.leaderboard import collect, load_spec, render, run_all, summarise
-from tests.conftest import tiny_overrides
+from fixtures.tiny import tiny_overrides
 
 
 def write_spec(tmp_path, tiny_data, **config):

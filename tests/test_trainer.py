@@ -9,7 +9,7 @@ import torch
 from recbole_qbert.errors import QBertError
 from recbole_qbert.runner import run
 from recbole_qbert.trainer import load_checkpoint, save_checkpoint
-from tests.conftest import tiny_overrides
+from fixtures.tiny import tiny_overrides
 
 
 def tiny_run(data, run_dir, model="SASRec", resume=False, **extra):

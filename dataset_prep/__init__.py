@@ -1,0 +1,1 @@
+"""Stage scripts: thin command-line front ends over :mod:`recbole_qbert` modules."""

@@ -1,0 +1,6 @@
+"""Converters from raw Amazon review data (S3Rec/P5, UniSRec, McAuley JSON) to RecBole atomic files.
+
+Each converter returns a :class:`~recbole_qbert.convert.dataset.ConvertedDataset`;
+:func:`~recbole_qbert.convert.atomic_writer.write_dataset` checks it and writes
+``<out>/<name>/<name>.inter``, ``<name>.item`` and ``<name>.meta.json``.
+"""
