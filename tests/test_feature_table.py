@@ -1,0 +1,53 @@
+"""FeatureTable: keyed by token, masks absent content, refuses NaN and foreign item sets."""
+import numpy as np
+import pytest
+
+from recbole_qbert.errors import QBertError
+from recbole_qbert.features import FeatureTable
+
+
+def table(n=4, d=3, present=None):
+    return FeatureTable([f"i{k}" for k in range(n)], np.arange(n * d, dtype=np.float32).reshape(n, d),
+                        np.ones(n, bool) if present is None else present, {"encoder": "test"})
+
+
+def test_save_load_round_trip(tmp_path):
+    t = table(present=np.array([True, False, True, True]))
+    t.save(tmp_path / "f.npz")
+    back = FeatureTable.load(tmp_path / "f.npz")
+    assert back.tokens.tolist() == t.tokens.tolist() and back.meta == {"encoder": "test"}
+    assert np.array_equal(back.matrix, t.matrix) and back.present.tolist() == [True, False, True, True]
+    assert not back.matrix[1].any(), "absent rows are zeros, not content"
+    assert back.content_hash() == t.content_hash()
+    assert [p.name for p in tmp_path.iterdir()] == ["f.npz"]
+
+
+def test_align_reorders_and_refuses_other_item_sets():
+    t = table()
+    assert t.align(["i2", "i0", "i1", "i3"]).matrix[0].tolist() == [6, 7, 8]
+    with pytest.raises(QBertError, match="lacks 1 of the dataset's 5 items"):
+        t.align(["i0", "i1", "i2", "i3", "i9"])
+    assert t.align(["i0", "i1", "i2", "i3", "i9"], allow_absent=True).present.tolist() == [True] * 4 + [False]
+    with pytest.raises(QBertError, match="another item set"):
+        t.align(["i0", "i1"])
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: FeatureTable(["a", "b"], np.full((2, 2), np.nan), [True, True]), "2 rows hold NaN"),
+    (lambda: FeatureTable(["a", "b"], np.zeros((3, 2)), [True, True]), "shape \\(3, 2\\)"),
+    (lambda: FeatureTable(["a", "a"], np.zeros((2, 2)), [True, True]), "not unique"),
+])
+def test_invalid_tables(make, message):
+    with pytest.raises(QBertError, match=message):
+        make()
+
+
+def test_nan_in_an_absent_row_is_ignored():
+    t = FeatureTable(["a", "b"], np.array([[1.0, 2.0], [np.nan, np.nan]]), [True, False])
+    assert t.matrix[1].tolist() == [0.0, 0.0]
+
+
+def test_unreadable_file(tmp_path):
+    (tmp_path / "f.npz").write_bytes(b"junk")
+    with pytest.raises(QBertError, match="f.npz: not a readable feature table"):
+        FeatureTable.load(tmp_path / "f.npz")
