@@ -11,6 +11,8 @@ Importing :mod:`recbole_qbert` applies :func:`apply` once, before any RecBole mo
 * RecBole's trainer opens a TensorBoard writer in ``./log_tensorboard`` for every run; it is replaced by
   a writer that does nothing (each run's per-epoch figures are in its result record instead).
 * ``recbole.quick_start`` imports ``ray``; nothing in this package imports it.
+* RecBole 1.2.1 calls APIs that current torch and pandas deprecate (``torch.cuda.amp.GradScaler``,
+  in-place ``fillna``) on every run; those FutureWarnings, raised from RecBole's own modules, are hidden.
 """
 import warnings
 
@@ -61,6 +63,7 @@ def _no_tensorboard(logger):
 
 
 def apply() -> None:
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole\.")
     _restore_numpy_aliases()
     import_recbole_models()
     import recbole.trainer.trainer as recbole_trainer
