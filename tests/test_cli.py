@@ -1,0 +1,50 @@
+"""The command-line tools answer bad input with one line and exit status 2, never a traceback."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from recbole_qbert.cli import leaderboard_main, run_main
+from fixtures.tiny import tiny_overrides
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model=SASRecc"], "unknown model 'SASRecc'; did you mean SASRec"),
+    (["--model=SASRec", "--dataset=nosuch"], "dataset 'nosuch' not found"),
+    (["--model=SASRec", "--epochz=3"], "command line: unknown config key 'epochz'"),
+    (["--model=SASRec", "--config_files=absent.yaml"], "absent.yaml: config file not found"),
+    (["--model=SASRec", "--resume"], "--resume needs --checkpoint_dir"),
+    (["--model=SASRec", "stray"], "cannot read 'stray', expected --key=value"),
+])
+def test_run_errors_are_one_line(argv, message, capsys, in_tmp):
+    assert run_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_leaderboard_errors_are_one_line(capsys, tmp_path):
+    assert leaderboard_main([str(tmp_path / "none.yaml")]) == 2
+    assert "none.yaml: config file not found" in capsys.readouterr().err
+    spec = tmp_path / "s.yaml"
+    spec.write_text("dataset: x\nmodels: [SASRec]\nseeds: [1]\n")
+    assert leaderboard_main([str(spec), "--seeds=a,b"]) == 2
+    assert "--seeds: expected comma-separated integers" in capsys.readouterr().err
+
+
+def test_run_recbole_script_end_to_end(tiny_data, tmp_path, in_tmp):
+    """The RecBole-style script as a user runs it: a subprocess, a record, a summary line."""
+    args = [f"--{k}={v}" for k, v in tiny_overrides(tiny_data, epochs=1).items()]
+    out = subprocess.run([sys.executable, str(REPO / "run_recbole.py"), "--model=GRU4Rec", "--dataset=tiny",
+                          f"--checkpoint_dir={tmp_path / 'run'}", *args], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "GRU4Rec on tiny (seed 2020): best epoch 0, test recall@5=" in out.stdout
+    assert (tmp_path / "run" / "record.json").is_file()
+
+
+def test_list_models(capsys):
+    assert run_main(["--list-models"]) == 0
+    names = capsys.readouterr().out.split()
+    assert {"SASRec", "BERT4Rec", "GRU4Rec", "LightSANs", "FEARec"} <= set(names)
