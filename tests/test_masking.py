@@ -1,0 +1,94 @@
+"""Invariants of every registered masking strategy, and the mixture drawn per sequence."""
+import pytest
+import torch
+
+from recbole_qbert.errors import QBertError
+from recbole_qbert.masking import MASKING_STRATEGIES, MaskMixture, build_strategy
+
+MAX_LEN = 12
+
+
+def batch(seed=0, n=512):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, MAX_LEN + 1, (n,), generator=g)
+    lengths[:MAX_LEN] = torch.arange(1, MAX_LEN + 1)  # every length at least once
+    return lengths, g
+
+
+@pytest.fixture(params=sorted(MASKING_STRATEGIES))
+def strategy(request):
+    return build_strategy(request.param)
+
+
+def test_shape_and_dtype(strategy):
+    lengths, g = batch()
+    mask = strategy(lengths, MAX_LEN, g)
+    assert mask.shape == (len(lengths), MAX_LEN) and mask.dtype == torch.bool
+
+
+def test_only_real_items_are_masked(strategy):
+    lengths, g = batch()
+    mask = strategy(lengths, MAX_LEN, g)
+    padding = torch.arange(MAX_LEN).unsqueeze(0) >= lengths.unsqueeze(1)
+    assert not (mask & padding).any()
+
+
+def test_at_least_one_masked(strategy):
+    lengths, g = batch()
+    assert (strategy(lengths, MAX_LEN, g).sum(1) >= 1).all()
+
+
+def test_not_all_masked_when_two_or_more_items(strategy):
+    lengths, g = batch()
+    counts = strategy(lengths, MAX_LEN, g).sum(1)
+    assert (counts[lengths >= 2] < lengths[lengths >= 2]).all()
+
+
+def test_deterministic_under_a_seed(strategy):
+    lengths, _ = batch()
+    a = strategy(lengths, MAX_LEN, torch.Generator().manual_seed(5))
+    b = strategy(lengths, MAX_LEN, torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
+
+
+def test_last_masks_only_the_last_position():
+    lengths, g = batch()
+    mask = build_strategy("last")(lengths, MAX_LEN, g)
+    assert (mask.sum(1) == 1).all()
+    assert mask[torch.arange(len(lengths)), lengths - 1].all()
+
+
+def test_shapes_of_each_strategy():
+    lengths = torch.full((2000,), 10)
+    g = torch.Generator().manual_seed(0)
+    span = build_strategy("span")(lengths, MAX_LEN, g)
+    # a span is contiguous: exactly one rising edge per row
+    edges = (span[:, 1:] & ~span[:, :-1]).sum(1) + span[:, 0].long()
+    assert (edges == 1).all()
+    tail = build_strategy("tail", {"max_k": 3})(lengths, MAX_LEN, g)
+    assert set(tail.sum(1).tolist()) == {1, 2, 3} and tail[:, 9].all()
+    multi = build_strategy("multi_region")(lengths, MAX_LEN, g)
+    runs = (multi[:, 1:] & ~multi[:, :-1]).sum(1) + multi[:, 0].long()
+    assert runs.max() >= 2, "several disjoint regions"
+    rnd = build_strategy("random", {"ratio": 0.2})(torch.full((4000,), MAX_LEN), MAX_LEN, g)
+    assert abs(rnd.float().mean().item() - 0.2) < 0.02
+
+
+def test_mixture_draws_one_strategy_per_sequence():
+    lengths = torch.full((3000,), 10)
+    mix = MaskMixture({"tail": 1, "last": 1})
+    mask = mix(lengths, MAX_LEN, torch.Generator().manual_seed(0))
+    only_last = (mask.sum(1) == 1) & mask[:, 9]
+    assert 0.3 < only_last.float().mean().item() < 0.8  # last always, tail-1 a third of its half
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: build_strategy("nope"), "unknown masking strategy 'nope'"),
+    (lambda: build_strategy("random", {"ratio": 1.0}), "ratio must be in \\(0, 1\\)"),
+    (lambda: build_strategy("random", {"rate": 0.1}), "masking 'random': .*rate"),
+    (lambda: MaskMixture({"random": 0}), "at least one strategy"),
+    (lambda: MaskMixture({"random": 1}, {"spam": {}}), "unknown masking strategy 'spam'"),
+])
+def test_configurations_that_would_mask_nothing_or_everything_fail(make, message):
+    with pytest.raises(QBertError, match=message):
+        make()
