@@ -10,7 +10,9 @@ from typing import Dict, List, Tuple
 from recbole_qbert.errors import QBertError
 
 # name -> (module, attribute); imported lazily so that a baseline run never imports our models' deps
-OWN_MODELS: Dict[str, Tuple[str, str]] = {}
+OWN_MODELS: Dict[str, Tuple[str, str]] = {
+    "QBERT4Rec": ("recbole_qbert.model.qbert4rec", "QBERT4Rec"),
+}
 
 
 def is_own_model(name: str) -> bool:

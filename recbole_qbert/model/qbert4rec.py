@@ -1,0 +1,152 @@
+r"""
+QBERT4Rec
+################################################
+
+Reference:
+    Huang & Gai. "Quantized Semantic-ID Representation Learning for Multimodal Recommendation"
+    (Q-BERT4Rec). arXiv 2512.02474.
+    Sun et al. "BERT4Rec: Sequential Recommendation with Bidirectional Encoder Representations from
+    Transformer." CIKM 2019 (the backbone).
+
+A bidirectional transformer over sequences of items, where each item enters as the sum of one
+embedding per semantic-ID level (its code tuple from stage 2) instead of a free ID vector; an optional
+ID embedding can be added on top. The whole catalogue is scored by dot product with the same composed
+item embeddings, so an item that has codes but was never trained on can still be recommended.
+
+Training works on one sequence per user (``QBERT4RecDataset``): the user's whole training history
+with the target appended, of which the masking strategy hides several positions. In pretraining one
+strategy is drawn per sequence from ``mask_strategies`` (random cloze, span, tail, multi-region); in
+fine-tuning only the last position is masked, exactly as at inference.
+"""
+from typing import List
+
+import torch
+from recbole.model.abstract_recommender import SequentialRecommender
+from recbole.model.layers import TransformerEncoder
+from recbole.utils import InputType
+from torch import nn
+
+from recbole_qbert.errors import QBertError
+from recbole_qbert.masking import MaskMixture, build_strategy
+from recbole_qbert.model.pretrained import load_pretrained
+from recbole_qbert.model.qbert4rec_dataset import QBERT4RecDataset
+
+TRAIN_STAGES = ("pretrain", "finetune")
+
+
+class QBERT4Rec(SequentialRecommender):
+    input_type = InputType.POINTWISE
+    dataset_class = QBERT4RecDataset
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.hidden_size = config["hidden_size"]
+        self.train_stage = config["train_stage"]
+        if self.train_stage not in TRAIN_STAGES:
+            raise QBertError(f"train_stage must be one of {TRAIN_STAGES}, got '{self.train_stage}'")
+        if config["loss_type"] != "CE":
+            raise QBertError(f"QBERT4Rec trains with loss_type CE only, got '{config['loss_type']}'")
+
+        # (n_items, n_levels) codes shifted by one, 0 = padding; a buffer so it moves with the model
+        self.register_buffer("item_codes", dataset.item_codes.clone(), persistent=False)
+        self.codebook_sizes: List[int] = list(dataset.sid_codebook_sizes)
+        self.code_embeddings = nn.ModuleList(
+            nn.Embedding(size + 1, self.hidden_size, padding_idx=0) for size in self.codebook_sizes)
+        self.id_embedding = (nn.Embedding(self.n_items, self.hidden_size, padding_idx=0)
+                             if config["use_id_embedding"] else None)
+        self.mask_embedding = nn.Parameter(torch.zeros(self.hidden_size))
+        # history (<= MAX_ITEM_LIST_LENGTH items) plus the slot being predicted
+        self.position_embedding = nn.Embedding(self.max_seq_length + 1, self.hidden_size)
+        self.trm_encoder = TransformerEncoder(
+            n_layers=config["n_layers"], n_heads=config["n_heads"], hidden_size=self.hidden_size,
+            inner_size=config["inner_size"], hidden_dropout_prob=config["hidden_dropout_prob"],
+            attn_dropout_prob=config["attn_dropout_prob"], hidden_act=config["hidden_act"],
+            layer_norm_eps=config["layer_norm_eps"])
+        self.LayerNorm = nn.LayerNorm(self.hidden_size, eps=config["layer_norm_eps"])
+        self.dropout = nn.Dropout(config["hidden_dropout_prob"])
+        self.output_bias = nn.Parameter(torch.zeros(self.n_items))
+        self.initializer_range = config["initializer_range"]
+        self.apply(self._init_weights)
+        nn.init.normal_(self.mask_embedding, std=self.initializer_range)
+
+        if self.train_stage == "pretrain":
+            self.masking = MaskMixture(config["mask_strategies"], config["mask_options"])
+        else:
+            self.masking = build_strategy("last")
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(int(config["seed"]))
+        if config["pretrained_checkpoint"]:
+            load_pretrained(self, config["pretrained_checkpoint"], freeze=config["freeze"] or [])
+        elif config["freeze"]:
+            raise QBertError("freeze is set but pretrained_checkpoint is not: nothing to keep frozen")
+
+    def _init_weights(self, module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            module.weight.data.normal_(mean=0.0, std=self.initializer_range)
+            if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+                module.weight.data[module.padding_idx].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            module.bias.data.zero_()
+            module.weight.data.fill_(1.0)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            module.bias.data.zero_()
+
+    # -- item representations --------------------------------------------------------------
+    def item_embeddings(self, items: torch.Tensor) -> torch.Tensor:
+        """Composed embeddings of item ids ``(...)`` -> ``(..., H)``: the sum of the items' code
+        embeddings over all levels, plus the ID embedding when enabled. Padding (0) maps to zeros."""
+        codes = self.item_codes[items]  # (..., n_levels)
+        emb = sum(table(codes[..., level]) for level, table in enumerate(self.code_embeddings))
+        if self.id_embedding is not None:
+            emb = emb + self.id_embedding(items)
+        return emb
+
+    def all_item_embeddings(self) -> torch.Tensor:
+        """``(n_items, H)``, row 0 the padding item."""
+        return self.item_embeddings(torch.arange(self.n_items, device=self.item_codes.device))
+
+    # -- encoder -------------------------------------------------------------------------------
+    def forward(self, items: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Encode ``items`` ``(B, T)`` (left-aligned, 0 after ``lengths`` ``(B,)``) with the positions in
+        ``mask`` ``(B, T)`` replaced by the mask token; returns hidden states ``(B, T, H)``."""
+        emb = self.item_embeddings(items)
+        emb = torch.where(mask.unsqueeze(-1), self.mask_embedding.expand_as(emb), emb)
+        positions = torch.arange(items.shape[1], device=items.device)
+        x = self.dropout(self.LayerNorm(emb + self.position_embedding(positions).unsqueeze(0)))
+        real = positions.unsqueeze(0) < lengths.unsqueeze(1)  # bidirectional: only padding is hidden
+        attention = (~real).to(x.dtype).mul(-10000.0)[:, None, None, :]
+        return self.trm_encoder(x, attention, output_all_encoded_layers=False)[-1]
+
+    def _with_slot(self, interaction, fill: torch.Tensor):
+        """History ``(B, L)`` plus one slot after each user's last item holding ``fill`` ``(B,)``:
+        returns items ``(B, L + 1)`` and lengths ``(B,)``."""
+        history = interaction[self.ITEM_SEQ]
+        length = interaction[self.ITEM_SEQ_LEN]
+        items = torch.cat([history, torch.zeros_like(history[:, :1])], dim=1)
+        items[torch.arange(len(items), device=items.device), length] = fill
+        return items, length + 1
+
+    def _scores(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Hidden states ``(N, H)`` -> scores over the catalogue ``(N, n_items)``; the padding item never wins."""
+        scores = hidden @ self.all_item_embeddings().T + self.output_bias
+        scores[:, 0] = float("-inf")
+        return scores
+
+    # -- RecBole interface -----------------------------------------------------------------------
+    def calculate_loss(self, interaction):
+        items, lengths = self._with_slot(interaction, interaction[self.POS_ITEM_ID])
+        mask = self.masking(lengths, items.shape[1], self.generator)
+        hidden = self.forward(items, lengths, mask)
+        return nn.functional.cross_entropy(self._scores(hidden[mask]), items[mask])
+
+    def full_sort_predict(self, interaction):
+        length = interaction[self.ITEM_SEQ_LEN]
+        items, lengths = self._with_slot(interaction, torch.zeros_like(length))
+        mask = torch.zeros_like(items, dtype=torch.bool)
+        mask[torch.arange(len(items), device=items.device), length] = True
+        hidden = self.forward(items, lengths, mask)
+        return self._scores(hidden[mask])  # (B, n_items)
+
+    def predict(self, interaction):
+        scores = self.full_sort_predict(interaction)
+        return scores.gather(1, interaction[self.ITEM_ID].unsqueeze(1)).squeeze(1)

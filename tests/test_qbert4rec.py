@@ -1,0 +1,64 @@
+"""QBERT4Rec through the runner: semantic-ID inputs, one sequence per user, pretrain -> fine-tune."""
+import pytest
+import torch
+
+from fixtures.tiny import tiny_overrides, write_tiny_semantic_ids
+from recbole_qbert.errors import QBertError
+from recbole_qbert.model.qbert4rec_dataset import last_row_per_user
+from recbole_qbert.runner import run
+
+import numpy as np
+
+
+@pytest.fixture(scope="module")
+def sid_file(tmp_path_factory):
+    return write_tiny_semantic_ids(tmp_path_factory.mktemp("sid") / "tiny.sid")
+
+
+def qbert(tiny_data, sid_file, run_dir, **extra):
+    return run("QBERT4Rec", "tiny", overrides=tiny_overrides(tiny_data, sid_file=str(sid_file), **extra),
+               run_dir=run_dir)
+
+
+def test_last_row_per_user_keeps_each_users_latest_prefix():
+    assert last_row_per_user(np.array([3, 3, 3, 1, 1, 2])).tolist() == [2, 4, 5]
+
+
+def test_trains_on_one_sequence_per_user_and_evaluates_with_recbole(tiny_data, sid_file, tmp_path, in_tmp):
+    record = qbert(tiny_data, sid_file, tmp_path / "run", epochs=2)
+    assert record["data"]["train_samples"] == 60  # one per user, not one per prefix
+    assert record["epochs_trained"] == 2 and set(record["test"]) >= {"ndcg@10", "recall@10", "mrr@10"}
+
+
+def test_pretrain_then_finetune_with_frozen_parts(tiny_data, sid_file, tmp_path, in_tmp):
+    qbert(tiny_data, sid_file, tmp_path / "pre", epochs=1)
+    record = qbert(tiny_data, sid_file, tmp_path / "ft", epochs=1, train_stage="finetune",
+                   pretrained_checkpoint=str(tmp_path / "pre" / "best.pth"), freeze=["code_embeddings"])
+    from recbole_qbert.trainer import load_checkpoint
+
+    pre = load_checkpoint(tmp_path / "pre" / "best.pth")["state_dict"]
+    ft = load_checkpoint(tmp_path / "ft" / "best.pth")["state_dict"]
+    assert torch.equal(pre["code_embeddings.0.weight"], ft["code_embeddings.0.weight"])  # frozen
+    assert not torch.equal(pre["trm_encoder.layer.0.feed_forward.dense_1.weight"],
+                           ft["trm_encoder.layer.0.feed_forward.dense_1.weight"])  # fine-tuned
+    assert record["stop_reason"] == "epochs"
+
+
+def test_pretrained_checkpoint_with_another_vocabulary_is_refused(tiny_data, tmp_path, in_tmp):
+    small = write_tiny_semantic_ids(tmp_path / "a" / "tiny.sid", levels=(4, 8))
+    big = write_tiny_semantic_ids(tmp_path / "b" / "tiny.sid", levels=(5, 8))
+    qbert(tiny_data, small, tmp_path / "pre", epochs=1)
+    with pytest.raises(QBertError, match="different code vocabulary: 'code_embeddings.0.weight' is \\(5, 8\\) there"):
+        qbert(tiny_data, big, tmp_path / "ft", epochs=1, train_stage="finetune",
+              pretrained_checkpoint=str(tmp_path / "pre" / "best.pth"))
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"train_stage": "pretrian"}, "train_stage must be one of"),
+    ({"mask_strategies": {"random": 0}}, "at least one strategy"),
+    ({"mask_options": {"random": {"ratio": 1.5}}}, "ratio must be in"),
+    ({"freeze": ["trm_encoder"]}, "nothing to keep frozen"),
+])
+def test_bad_model_configs_fail_before_training(tiny_data, sid_file, tmp_path, in_tmp, extra, message):
+    with pytest.raises(QBertError, match=message):
+        qbert(tiny_data, sid_file, tmp_path / "run", epochs=1, **extra)
