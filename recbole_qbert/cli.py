@@ -45,6 +45,8 @@ def run_main(argv: List[str]) -> int:
                         help="run folder for checkpoints, log and record (default: saved/<model>-<dataset>-<time>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --checkpoint_dir")
     parser.add_argument("--record", default=None, help="where to write the result record (JSON)")
+    parser.add_argument("--nproc", type=int, default=1,
+                        help="processes for distributed training (one per GPU; gloo on CPUs)")
     parser.add_argument("--list-models", action="store_true", help="print the model names and exit")
     args, rest = parser.parse_known_args(argv)
 
@@ -60,7 +62,7 @@ def run_main(argv: List[str]) -> int:
     from recbole_qbert.runner import run
 
     record = run(args.model, args.dataset, _split_files(args.config_files), parse_overrides(rest),
-                 run_dir=args.checkpoint_dir, resume=args.resume, record_path=args.record)
+                 run_dir=args.checkpoint_dir, resume=args.resume, record_path=args.record, nproc=args.nproc)
     print(f"{record['model']} on {record['dataset']} (seed {record['seed']}): best epoch {record['best_epoch']}, "
           f"test " + ", ".join(f"{k}={v:.4f}" for k, v in record["test"].items()))
     return 0

@@ -5,8 +5,10 @@ This is what ``run_recbole.py`` runs. It replaces ``recbole.quick_start.run_recb
 resumable checkpoints, a time budget, and one result record per run.
 """
 import datetime
+import json
 import logging
 import re
+import socket
 import time
 from pathlib import Path
 from typing import Dict, Optional, Sequence
@@ -84,30 +86,82 @@ def load_data(config, model_class):
     return stats, train, valid, test
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def init_distributed(config, rank: int, world_size: int) -> None:
+    """Join the process group and set the keys RecBole's dataloaders and trainer read in distributed
+    mode. RecBole's own set-up hard-codes NCCL and CUDA; this one uses gloo on CPUs."""
+    import torch
+
+    on_gpu = torch.cuda.is_available() and config["use_gpu"]
+    torch.distributed.init_process_group(
+        backend="nccl" if on_gpu else "gloo", rank=rank + (config["offset"] or 0), world_size=world_size,
+        init_method=f"tcp://{config['ip'] or '127.0.0.1'}:{config['port']}")
+    config["single_spec"] = False
+    config["local_rank"] = rank
+    config["world_size"] = world_size
+    config["device"] = torch.device("cuda", rank) if on_gpu else torch.device("cpu")
+    if on_gpu:
+        torch.cuda.set_device(rank)
+    if rank != 0:
+        config["state"] = "ERROR"
+        config["show_progress"] = False
+
+
 def default_run_dir(model: str, dataset: str) -> Path:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     return PROJECT_ROOT / "saved" / f"{model}-{dataset}-{stamp}"
 
 
 def run(model: str, dataset: str, config_files: Sequence = (), overrides: Optional[Dict] = None, *,
-        run_dir=None, resume: bool = False, record_path=None) -> dict:
+        run_dir=None, resume: bool = False, record_path=None, nproc: int = 1) -> dict:
     """Train ``model`` on ``dataset``, test the best validation epoch, and return the result record.
 
     ``run_dir`` receives ``best.pth``, ``last.pth``, ``run.log`` and (unless ``record_path`` says
-    otherwise) ``record.json``. With ``resume``, training continues from ``run_dir/last.pth``.
+    otherwise) ``record.json``. With ``resume``, training continues from ``run_dir/last.pth``. With
+    ``nproc > 1``, that many processes train together through torch.distributed (NCCL on GPUs, gloo on
+    CPUs), each on its share of every batch, as RecBole's own distributed training does.
     """
+    import torch
+
+    run_dir = Path(run_dir) if run_dir else default_run_dir(model, dataset)
+    record_path = Path(record_path) if record_path else run_dir / "record.json"
+    if resume and not (run_dir / "last.pth").is_file():
+        raise QBertError(f"{run_dir / 'last.pth'}: nothing to resume from")
+    overrides = {**(overrides or {}), "checkpoint_dir": str(run_dir)}
+    if nproc <= 1:
+        return _run(model, dataset, config_files, overrides, run_dir, resume, record_path)
+    # a bad config or model name fails here, in one line, before any process starts
+    build_config(resolve_model(model), dataset, config_files, overrides, own_model=is_own_model(model))
+    overrides.update(nproc=nproc, world_size=nproc, port=free_port())
+    try:
+        torch.multiprocessing.spawn(_run_rank, nprocs=nproc, join=True, args=(
+            model, dataset, config_files, overrides, run_dir, resume, record_path))
+    except torch.multiprocessing.ProcessRaisedException as e:
+        raise QBertError(f"distributed run failed: {str(e).strip().splitlines()[-1]}") from None
+    return json.loads(record_path.read_text(encoding="utf-8"))
+
+
+def _run_rank(rank, *args):
+    _run(*args, rank=rank)
+
+
+def _run(model, dataset, config_files, overrides, run_dir: Path, resume: bool, record_path: Path,
+         rank: Optional[int] = None) -> dict:
     import torch
     from recbole.utils import init_seed
 
     from recbole_qbert.trainer import make_trainer
 
     model_class = resolve_model(model)
-    run_dir = Path(run_dir) if run_dir else default_run_dir(model, dataset)
-    if resume and not (run_dir / "last.pth").is_file():
-        raise QBertError(f"{run_dir / 'last.pth'}: nothing to resume from")
-    overrides = {**(overrides or {}), "checkpoint_dir": str(run_dir)}
     config = build_config(model_class, dataset, config_files, overrides, own_model=is_own_model(model))
-    setup_logging(run_dir / "run.log", config["state"] or "INFO")
+    if rank is not None:
+        init_distributed(config, rank, config["world_size"])
+    setup_logging(run_dir / "run.log" if not rank else None, config["state"] or "INFO")
     log = logging.getLogger()
     started = datetime.datetime.now().isoformat(timespec="seconds")
 
@@ -153,7 +207,12 @@ def run(model: str, dataset: str, config_files: Sequence = (), overrides: Option
         "finished": datetime.datetime.now().isoformat(timespec="seconds"),
         "config": plain_config(config),
     }
-    write_json(Path(record_path) if record_path else run_dir / "record.json", record)
+    if rank is not None:
+        record["distributed"] = {"world_size": config["world_size"],
+                                 "backend": torch.distributed.get_backend()}
+        torch.distributed.destroy_process_group()
+    if not rank:
+        write_json(record_path, record)
     log.info(f"test: {record['test']}")
     del trainer, net
     if torch.cuda.is_available():

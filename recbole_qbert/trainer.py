@@ -54,7 +54,20 @@ class SafeTrainerMixin:
     """Checkpointing, resume, budget and timing on top of a RecBole trainer class."""
 
     def __init__(self, config, model):
-        super().__init__(config, model)
+        distributed = not config["single_spec"]
+        # RecBole wraps the model in DistributedDataParallel(device_ids=[rank]), which a CPU module
+        # refuses; build the trainer as single-process and wrap the model here for either device.
+        config["single_spec"] = True
+        try:
+            super().__init__(config, model)
+        finally:
+            config["single_spec"] = not distributed
+        if distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            on_gpu = torch.device(config["device"]).type == "cuda"
+            self.distributed_model = DistributedDataParallel(
+                self.model, device_ids=[config["local_rank"]] if on_gpu else None)
         run_dir = Path(config["checkpoint_dir"])
         self.saved_model_file = str(run_dir / "best.pth")
         self.last_checkpoint_file = run_dir / "last.pth"
@@ -138,6 +151,8 @@ class SafeTrainerMixin:
         self.logger.info(f"Resumed from {path} at epoch {self.start_epoch}")
 
     def load_best(self, model_file=None) -> None:
+        if not self.config["single_spec"]:
+            torch.distributed.barrier()  # rank 0 may still be writing best.pth
         path = Path(model_file or self.saved_model_file)
         state = load_checkpoint(path, map_location=self.device)
         self._check_meta(state, path)
@@ -175,11 +190,19 @@ class SafeTrainerMixin:
             self.stop_reason = "early_stopping"
         elif epoch_idx + 1 >= self.epochs:
             self.stop_reason = "epochs"
-        elif self.train_budget_s is not None and self.train_seconds >= float(self.train_budget_s):
+        elif self.train_budget_s is not None and self._slowest_train_seconds() >= float(self.train_budget_s):
             self.stop_reason = "budget"
         self._save_last(epoch_idx)
         if self.stop_reason == "budget":
             raise BudgetExhausted
+
+    def _slowest_train_seconds(self) -> float:
+        """Training seconds so far; in distributed runs the slowest rank's, so all ranks stop together."""
+        if self.config["single_spec"]:
+            return self.train_seconds
+        seconds = torch.tensor([self.train_seconds], dtype=torch.float64)
+        torch.distributed.all_reduce(seconds, op=torch.distributed.ReduceOp.MAX)
+        return float(seconds.item())
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False,
             callback_fn=None):
