@@ -10,7 +10,10 @@ from typing import List, Optional
 from recbole_qbert.errors import QBertError
 
 
-def _one_line_errors(main):
+def one_line_errors(main):
+    """Wrap ``main(argv) -> int`` so that a :class:`QBertError` prints ``error: <message>`` and returns 2,
+    and Ctrl-C says how to resume; every command-line tool of the project uses it."""
+
     @functools.wraps(main)
     def wrapper(argv: Optional[List[str]] = None) -> int:
         try:
@@ -29,7 +32,7 @@ def _split_files(value: Optional[str]) -> List[str]:
     return value.split() if value else []
 
 
-@_one_line_errors
+@one_line_errors
 def run_main(argv: List[str]) -> int:
     """Train and test one model, RecBole-style: ``--model``, ``--dataset``, ``--config_files``,
     any ``--key=value`` config override."""
@@ -68,7 +71,7 @@ def run_main(argv: List[str]) -> int:
     return 0
 
 
-@_one_line_errors
+@one_line_errors
 def leaderboard_main(argv: List[str]) -> int:
     """Run every (model, seed) of a leaderboard spec, resuming finished and interrupted runs, and render
     the table, CSV and plot."""
