@@ -72,3 +72,22 @@ def test_two_process_distributed_training_on_gloo(tiny_data, sid_file, tmp_path,
     assert record["distributed"] == {"world_size": 2, "backend": "gloo"}
     assert record["epochs_trained"] == 2 and 0 <= record["test"]["ndcg@10"] <= 1
     assert (tmp_path / "ddp" / "best.pth").is_file()
+
+
+def test_length_buckets_give_the_same_hidden_states_as_full_padding(tiny_data, sid_file, tmp_path, in_tmp):
+    from recbole_qbert.config import build_config
+    from recbole_qbert.model.qbert4rec import QBERT4Rec
+    from recbole_qbert.runner import load_data
+
+    config = build_config(QBERT4Rec, "tiny", overrides=tiny_overrides(tiny_data, sid_file=str(sid_file)),
+                          own_model=True)
+    _, train, _, _ = load_data(config, QBERT4Rec)
+    model = QBERT4Rec(config, train._dataset).eval()
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(1, 52, (64,), generator=g)
+    items = torch.randint(1, 31, (64, 51), generator=g) * (torch.arange(51) < lengths.unsqueeze(1))
+    mask = model.masking(lengths, 51, g)
+    with torch.no_grad():
+        full, bucketed = model.forward(items, lengths, mask), model.encode(items, lengths, mask)
+    real = torch.arange(51) < lengths.unsqueeze(1)
+    assert torch.allclose(full[real], bucketed[real], atol=1e-5)
