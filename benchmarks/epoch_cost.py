@@ -27,22 +27,27 @@ def main(argv=None) -> int:
     rows = {}
     for model, records in collect(spec).items():
         r = records[0]
-        rows[model] = {"train_s_per_epoch": r["train_s_per_epoch"], "train_samples": r["data"]["train_samples"],
-                       "valid_s": r["valid_s_per_epoch"], "test_eval_s": r["eval_s"],
+        rows[model] = {"train_s_per_epoch": r["train_s_per_epoch"], "train_cpu_s_per_epoch": r["train_cpu_s_per_epoch"],
+                       "train_samples": r["data"]["train_samples"], "valid_s": r["valid_s_per_epoch"],
+                       "test_eval_s": r["eval_s"], "test_eval_cpu_s": r["eval_cpu_s"],
                        "peak_rss_mb": r["peak_memory"]["rss_mb"], "valid_ndcg@10_after_1_epoch": r["valid"].get("ndcg@10")}
     ref = rows[args.reference]
     for row in rows.values():
         row["epoch_cost_vs_reference"] = round(row["train_s_per_epoch"] / ref["train_s_per_epoch"], 3)
+        row["epoch_cpu_cost_vs_reference"] = round(row["train_cpu_s_per_epoch"] / ref["train_cpu_s_per_epoch"], 3)
         row["eval_cost_vs_reference"] = round(row["test_eval_s"] / ref["test_eval_s"], 3)
+        row["eval_cpu_cost_vs_reference"] = round(row["test_eval_cpu_s"] / ref["test_eval_cpu_s"], 3)
     out = PROJECT_ROOT / "results" / "benchmarks" / f"epoch-cost-{spec.dataset}.json"
     write_json(out, {"dataset": spec.dataset, "reference": args.reference, "models": rows,
                      "machine": machine_info(), "command": command_line()})
     width = max(map(len, rows))
-    print(f"{'model':<{width}}  s/epoch  samples  vs {args.reference}  eval s  vs {args.reference}  peak MiB")
+    print(f"{'model':<{width}}  samples  s/epoch (CPU s)  vs {args.reference} (CPU)  eval s (CPU s)  "
+          f"vs {args.reference} (CPU)  peak MiB")
     for model, row in rows.items():
-        print(f"{model:<{width}}  {row['train_s_per_epoch']:7.1f}  {row['train_samples']:7d}  "
-              f"{row['epoch_cost_vs_reference']:11.3f}  {row['test_eval_s']:6.1f}  {row['eval_cost_vs_reference']:11.3f}  "
-              f"{row['peak_rss_mb']:8.0f}")
+        print(f"{model:<{width}}  {row['train_samples']:7d}  {row['train_s_per_epoch']:7.1f} ({row['train_cpu_s_per_epoch']:6.1f})  "
+              f"{row['epoch_cost_vs_reference']:6.3f} ({row['epoch_cpu_cost_vs_reference']:.3f})  "
+              f"{row['test_eval_s']:6.1f} ({row['test_eval_cpu_s']:6.1f})  "
+              f"{row['eval_cost_vs_reference']:6.3f} ({row['eval_cpu_cost_vs_reference']:.3f})  {row['peak_rss_mb']:8.0f}")
     print(f"wrote {out}")
     return 0
 

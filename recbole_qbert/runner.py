@@ -174,9 +174,9 @@ def _run(model, dataset, config_files, overrides, run_dir: Path, resume: bool, r
         trainer.resume_checkpoint()
 
     trainer.fit(train, valid, saved=True, show_progress=config["show_progress"])
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     test_result = trainer.evaluate(test, load_best_model=True, show_progress=config["show_progress"])
-    eval_s = time.perf_counter() - start
+    eval_s, eval_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
 
     history = trainer.history
     trained = [h for h in history if "train_s" in h]
@@ -195,8 +195,10 @@ def _run(model, dataset, config_files, overrides, run_dir: Path, resume: bool, r
         "stop_reason": trainer.stop_reason,
         "train_s": round(trainer.train_seconds, 2),
         "train_s_per_epoch": round(trainer.train_seconds / max(len(trained), 1), 2),
+        "train_cpu_s_per_epoch": round(sum(h["train_cpu_s"] for h in trained) / max(len(trained), 1), 2),
         "valid_s_per_epoch": round(sum(h["valid_s"] for h in evaluated) / max(len(evaluated), 1), 2),
         "eval_s": round(eval_s, 2),
+        "eval_cpu_s": round(eval_cpu_s, 2),
         "peak_memory": peak_memory_mb(),
         "data": stats,
         "history": history,

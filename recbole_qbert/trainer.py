@@ -168,12 +168,14 @@ class SafeTrainerMixin:
 
     # -- timing and budget --------------------------------------------------------------------
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         seconds = time.perf_counter() - start
         self.train_seconds += seconds
         total = sum(loss) if isinstance(loss, tuple) else loss
-        self.history.append({"epoch": epoch_idx, "train_loss": float(total), "train_s": seconds})
+        # CPU seconds of all this process's threads: unlike wall time, barely moved by other load
+        self.history.append({"epoch": epoch_idx, "train_loss": float(total), "train_s": seconds,
+                             "train_cpu_s": time.process_time() - cpu_start})
         return loss
 
     def _valid_epoch(self, valid_data, show_progress=False):
