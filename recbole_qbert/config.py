@@ -79,7 +79,7 @@ def known_keys() -> set:
     for name in ("general_arguments", "training_arguments", "evaluation_arguments", "dataset_arguments"):
         keys.update(getattr(argument_list, name))
     keys |= _yaml_keys(rb.rglob("*.yaml"))
-    keys |= _yaml_keys(p for p in PROPERTIES.glob("*.yaml"))
+    keys |= _yaml_keys([PROPERTIES / "overall.yaml"])  # not the stage configs: RecBole never reads them
     keys |= _yaml_keys(PROPERTIES.glob("model/*.yaml"))
     keys |= _yaml_keys(PROPERTIES.glob("dataset/*.yaml"))
     return keys
