@@ -13,7 +13,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, List
 
 from recbole_qbert.convert.atomic_writer import write_dataset
 from recbole_qbert.convert.dataset import ConvertedDataset
@@ -22,7 +22,7 @@ from recbole_qbert.convert.s3rec import convert_s3rec
 from recbole_qbert.convert.shared import SHARED_DATASETS
 from recbole_qbert.convert.stats import format_stats
 from recbole_qbert.convert.unisrec import convert_unisrec
-from recbole_qbert.errors import QBertError
+from recbole_qbert.cli import one_line_errors
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,13 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+@one_line_errors
+def main(argv: List[str]) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        _run(args)
-    except QBertError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    _run(args)
     return 0
 
 

@@ -16,11 +16,12 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 import yaml
 
 from recbole_qbert.config import parse_value
+from recbole_qbert.cli import one_line_errors
 from recbole_qbert.errors import QBertError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -158,37 +159,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+@one_line_errors
+def main(argv: List[str]) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        from recbole_qbert.features.items import load_catalog
-        from recbole_qbert.features.store import command_line
-        from recbole_qbert.stage_config import load_stage_config
+    from recbole_qbert.features.items import load_catalog
+    from recbole_qbert.features.store import command_line
+    from recbole_qbert.stage_config import load_stage_config
 
-        cfg = load_stage_config(DEFAULTS, args.config, _overrides(args.set))
-        if cfg["threads"]:
-            import torch
+    cfg = load_stage_config(DEFAULTS, args.config, _overrides(args.set))
+    if cfg["threads"]:
+        import torch
 
-            torch.set_num_threads(cfg["threads"])
-        start = time.perf_counter()
-        catalog = load_catalog(args.dataset, args.data_path)
-        out = args.out / args.dataset
-        command = command_line("dataset_prep.extract_features", argv)
-        print(f"{args.dataset}: {len(catalog)} items, {len(catalog.train_sequences)} users, "
-              f"{sum(len(s) for s in catalog.train_sequences)} training interactions "
-              f"(read in {time.perf_counter() - start:.1f} s)")
-        if args.command in ("all", "text"):
-            _text(catalog, cfg, out, args.progress, command)
-        if args.command in ("all", "image"):
-            _image(catalog, cfg, out, args.progress, args.command == "image", command)
-        if args.command in ("all", "structural"):
-            _structural(catalog, cfg, out, command)
-        if args.command == "import":
-            _import(catalog, args, out, command)
-    except QBertError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        torch.set_num_threads(cfg["threads"])
+    start = time.perf_counter()
+    catalog = load_catalog(args.dataset, args.data_path)
+    out = args.out / args.dataset
+    command = command_line("dataset_prep.extract_features", argv)
+    print(f"{args.dataset}: {len(catalog)} items, {len(catalog.train_sequences)} users, "
+          f"{sum(len(s) for s in catalog.train_sequences)} training interactions "
+          f"(read in {time.perf_counter() - start:.1f} s)")
+    if args.command in ("all", "text"):
+        _text(catalog, cfg, out, args.progress, command)
+    if args.command in ("all", "image"):
+        _image(catalog, cfg, out, args.progress, args.command == "image", command)
+    if args.command in ("all", "structural"):
+        _structural(catalog, cfg, out, command)
+    if args.command == "import":
+        _import(catalog, args, out, command)
     return 0
 
 

@@ -15,9 +15,9 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
-from recbole_qbert.errors import QBertError
+from recbole_qbert.cli import one_line_errors
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS = REPO_ROOT / "properties" / "fusion.yaml"
@@ -46,50 +46,46 @@ def extraction_summary(tables) -> dict:
             for name, t in tables.items()}
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+@one_line_errors
+def main(argv: List[str]) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        from dataset_prep.extract_features import _overrides
-        from recbole_qbert.features.items import load_catalog
-        from recbole_qbert.features.store import command_line, load_views
-        from recbole_qbert.fusion.train import train_fusion
-        from recbole_qbert.safe_io import write_json
-        from recbole_qbert.stage_config import load_stage_config
+    from dataset_prep.extract_features import _overrides
+    from recbole_qbert.features.items import load_catalog
+    from recbole_qbert.features.store import command_line, load_views
+    from recbole_qbert.fusion.train import train_fusion
+    from recbole_qbert.safe_io import write_json
+    from recbole_qbert.stage_config import load_stage_config
 
-        cfg = load_stage_config(DEFAULTS, args.config, _overrides(args.set))
-        start = time.perf_counter()
-        catalog = load_catalog(args.dataset, args.data_path)
-        tables = load_views(args.features / args.dataset, catalog, cfg["views"])
-        fused, report = train_fusion(catalog, tables, cfg, log=(lambda _: None) if args.quiet else print)
-        out = args.out / args.dataset
-        command = command_line("dataset_prep.fuse", argv)
-        fused.meta["command"] = command
-        fused.save(out / "fused.npz")
-        full = {
-            "dataset": args.dataset, "stage": "1 (cross-modal fusion)",
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores (shared with other jobs)",
-            "commands": {"extraction": sorted({t.meta.get("command", "?") for t in tables.values()}),
-                         "fusion": command},
-            "config": cfg, "extraction": extraction_summary(tables), **report,
-            "total_fusion_stage_seconds": round(time.perf_counter() - start, 1),
-            "output": {"path": str(out / "fused.npz"), "content_hash": fused.content_hash(),
-                       "input_hash": fused.meta["input_hash"]},
-        }
-        write_json(out / "report.json", full)
-        if args.report:
-            write_json(args.report, full)
-        acc = report["alignment_accuracy"]["all_items_final_model"]
-        print(f"wrote {out / 'fused.npz'} ({len(fused)} items x {fused.dim}) in {full['total_fusion_stage_seconds']} s, "
-              f"peak {report['fusion_peak_rss_mb']} MiB")
-        print("  alignment accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in acc.items()))
-        print(f"  mean depth {report['gate']['mean_expected_depth']} (used {report['gate']['mean_used_depth']}) "
-              f"of {report['gate']['max_depth']}")
-        print("  co-purchase AUC (fused): " + ", ".join(f"{k} {v['auc']}" for k, v in report["auc"]["fused"].items()))
-    except QBertError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    cfg = load_stage_config(DEFAULTS, args.config, _overrides(args.set))
+    start = time.perf_counter()
+    catalog = load_catalog(args.dataset, args.data_path)
+    tables = load_views(args.features / args.dataset, catalog, cfg["views"])
+    fused, report = train_fusion(catalog, tables, cfg, log=(lambda _: None) if args.quiet else print)
+    out = args.out / args.dataset
+    command = command_line("dataset_prep.fuse", argv)
+    fused.meta["command"] = command
+    fused.save(out / "fused.npz")
+    full = {
+        "dataset": args.dataset, "stage": "1 (cross-modal fusion)",
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores (shared with other jobs)",
+        "commands": {"extraction": sorted({t.meta.get("command", "?") for t in tables.values()}),
+                     "fusion": command},
+        "config": cfg, "extraction": extraction_summary(tables), **report,
+        "total_fusion_stage_seconds": round(time.perf_counter() - start, 1),
+        "output": {"path": str(out / "fused.npz"), "content_hash": fused.content_hash(),
+                   "input_hash": fused.meta["input_hash"]},
+    }
+    write_json(out / "report.json", full)
+    if args.report:
+        write_json(args.report, full)
+    acc = report["alignment_accuracy"]["all_items_final_model"]
+    print(f"wrote {out / 'fused.npz'} ({len(fused)} items x {fused.dim}) in {full['total_fusion_stage_seconds']} s, "
+          f"peak {report['fusion_peak_rss_mb']} MiB")
+    print("  alignment accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in acc.items()))
+    print(f"  mean depth {report['gate']['mean_expected_depth']} (used {report['gate']['mean_used_depth']}) "
+          f"of {report['gate']['max_depth']}")
+    print("  co-purchase AUC (fused): " + ", ".join(f"{k} {v['auc']}" for k, v in report["auc"]["fused"].items()))
     return 0
 
 

@@ -1,6 +1,5 @@
 """Safe checkpoints, resume, budgets, and metrics from RecBole's evaluator on real runs."""
 import json
-import pickle
 
 import numpy as np
 import pytest
