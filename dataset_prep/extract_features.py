@@ -18,30 +18,11 @@ import time
 from pathlib import Path
 from typing import List
 
-import yaml
-
-from recbole_qbert.config import parse_value
 from recbole_qbert.cli import one_line_errors
 from recbole_qbert.errors import QBertError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS = REPO_ROOT / "properties" / "features.yaml"
-
-
-def _overrides(items: List[str]) -> dict:
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise QBertError(f"command line: cannot read --set '{item}', expected key=value")
-        key, value = item.split("=", 1)
-        parsed = parse_value(value)
-        if isinstance(parsed, str) and parsed.strip()[:1] in ("[", "{"):  # [text, graph] without quotes
-            try:
-                parsed = yaml.safe_load(parsed)
-            except yaml.YAMLError:
-                raise QBertError(f"command line: cannot read --set '{item}'") from None
-        out[key.strip()] = parsed
-    return out
 
 
 def _report(path, table, notes) -> None:
@@ -164,9 +145,9 @@ def main(argv: List[str]) -> int:
     args = build_parser().parse_args(argv)
     from recbole_qbert.features.items import load_catalog
     from recbole_qbert.features.store import command_line
-    from recbole_qbert.stage_config import load_stage_config
+    from recbole_qbert.stage_config import load_stage_config, parse_set_options
 
-    cfg = load_stage_config(DEFAULTS, args.config, _overrides(args.set))
+    cfg = load_stage_config(DEFAULTS, args.config, parse_set_options(args.set))
     if cfg["threads"]:
         import torch
 

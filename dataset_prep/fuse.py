@@ -49,14 +49,13 @@ def extraction_summary(tables) -> dict:
 @one_line_errors
 def main(argv: List[str]) -> int:
     args = build_parser().parse_args(argv)
-    from dataset_prep.extract_features import _overrides
     from recbole_qbert.features.items import load_catalog
     from recbole_qbert.features.store import command_line, load_views
     from recbole_qbert.fusion.train import train_fusion
     from recbole_qbert.safe_io import write_json
-    from recbole_qbert.stage_config import load_stage_config
+    from recbole_qbert.stage_config import load_stage_config, parse_set_options
 
-    cfg = load_stage_config(DEFAULTS, args.config, _overrides(args.set))
+    cfg = load_stage_config(DEFAULTS, args.config, parse_set_options(args.set))
     start = time.perf_counter()
     catalog = load_catalog(args.dataset, args.data_path)
     tables = load_views(args.features / args.dataset, catalog, cfg["views"])

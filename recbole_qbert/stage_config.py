@@ -12,9 +12,11 @@ wrong type; nothing is silently ignored.
 import difflib
 import re
 from pathlib import Path
-from typing import Dict, Iterable, Mapping, Optional, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
-from recbole_qbert.config import load_yaml
+import yaml
+
+from recbole_qbert.config import load_yaml, parse_value
 from recbole_qbert.errors import QBertError
 from recbole_qbert.safe_io import PathLike
 
@@ -79,3 +81,21 @@ def load_stage_config(defaults: PathLike, files: Iterable[PathLike] = (),
         if types[key][0] == "float" and isinstance(value, int) and not isinstance(value, bool):
             merged[key] = float(value)
     return merged
+
+
+def parse_set_options(items: List[str]) -> dict:
+    """``--set key=value`` options of the stage CLIs -> ``{key: value}``; ``[a, b]`` and ``{k: v}``
+    without quotes are read as YAML."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise QBertError(f"command line: cannot read --set '{item}', expected key=value")
+        key, value = item.split("=", 1)
+        parsed = parse_value(value)
+        if isinstance(parsed, str) and parsed.strip()[:1] in ("[", "{"):  # [text, graph] without quotes
+            try:
+                parsed = yaml.safe_load(parsed)
+            except yaml.YAMLError:
+                raise QBertError(f"command line: cannot read --set '{item}'") from None
+        out[key.strip()] = parsed
+    return out

@@ -1,0 +1,132 @@
+"""Stage 2: quantize item features into unique semantic IDs with an RQ-VAE (thin CLI).
+
+    python -m dataset_prep.quantize train --dataset NAME [--features TABLE.npz] [--config FILE.yaml]
+                                          [--set key=value ...] [--report results/stage2/NAME.json]
+                                          [--check-determinism]
+    python -m dataset_prep.quantize assign --checkpoint build/sid/NAME/NAME.rqvae.safetensors
+                                           --features NEW.npz --out NEW.sid [--base-sid build/sid/NAME/NAME.sid]
+
+``train`` reads the settings of properties/quantize.yaml (overridden by --config files, then --set),
+trains on any FeatureTable keyed by the dataset's item tokens (stage 1's fused table by default),
+resolves collisions, and writes build/sid/NAME/NAME.sid (+ .sid.json, .rqvae.safetensors,
+.report.json). ``assign`` gives NEW items codes from their features with the trained quantizer,
+without retraining (cold start).
+"""
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from recbole_qbert.cli import one_line_errors
+from recbole_qbert.stage_config import parse_set_options
+
+
+def _set_threads(n: Optional[int]) -> None:
+    if n is not None:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def _summary(report: dict) -> str:
+    lines = [f"{report['dataset']}: {report['items']} items -> {report['outputs']['sid']}"]
+    rec = report["reconstruction"]
+    lines.append(f"  reconstruction: mse {rec['mse']:.4f}, relative error {rec['relative_error']:.4f}, "
+                 f"cosine {rec['mean_cosine']:.4f}")
+    for lv in report["levels"]:
+        lines.append(f"  level {lv['level']}: {lv['used_codes']}/{lv['codebook_size']} codes used "
+                     f"(utilisation {lv['utilisation']:.3f}), perplexity {lv['perplexity']:.1f}")
+    before, after = report["collisions"]["before"], report["collisions"]["after"]
+    lines.append(f"  collisions ({report['collisions']['strategy']}): {before['collision_rate']:.2%} of items "
+                 f"shared their tuple before (largest group {before['largest_group']}), "
+                 f"{after['collision_rate']:.2%} after; codebook sizes {report['collisions']['codebook_sizes_after']}")
+    for length, p in report["prefixes"].items():
+        lines.append(f"  prefix length {length}: {p['distinct_prefixes']} prefixes, {p['mean_items']:.2f} items "
+                     f"each on average (max {p['max_items']})")
+    if "determinism" in report:
+        lines.append(f"  determinism: {'identical' if report['determinism']['identical'] else 'DIFFERENT'} .sid "
+                     "bytes on a second run")
+    lines.append(f"  time: {report['time_s']['total']:.1f} s (train {report['time_s']['train']:.1f} s)")
+    return "\n".join(lines)
+
+
+def _train(args) -> None:
+    from recbole_qbert.quantize.explain import examples_for_report, load_item_info
+    from recbole_qbert.quantize.settings import load_settings
+    from recbole_qbert.quantize.stage import run_train
+
+    overrides = parse_set_options(args.set)
+    if args.features:
+        paths = [str(Path(f).resolve()) for f in args.features]
+        overrides["features"] = paths[0] if len(paths) == 1 else paths
+    settings = load_settings(args.config, overrides)
+    _set_threads(settings["threads"])
+
+    def examples(sid):
+        return examples_for_report(sid, load_item_info(args.dataset, args.data_path))
+
+    command = "python -m dataset_prep.quantize " + " ".join(shlex.quote(a) for a in args.argv)
+    report = run_train(args.dataset, settings, data_path=args.data_path, report_path=args.report,
+                       check_determinism=args.check_determinism, examples=examples, command=command,
+                       log=(lambda m: None) if args.quiet else print)
+    print(_summary(report))
+
+
+def _assign(args) -> None:
+    from recbole_qbert.quantize.stage import assign_new_items
+
+    _set_threads(args.threads)
+    report = assign_new_items(args.checkpoint, args.features, args.out, base_sid=args.base_sid,
+                              absent_items=args.absent_items)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    for item in report["items"]:
+        print(f"{item['item']}\t{' '.join(map(str, item['codes']))}\t"
+              f"(prefix of {item['prefix_levels_shared_with_known_items']} levels shared with known items)")
+    print(f"wrote {report['out']} ({len(report['items'])} items, codebook sizes {report['codebook_sizes']})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m dataset_prep.quantize", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train the RQ-VAE and write the dataset's semantic IDs")
+    train.add_argument("--dataset", required=True, help="dataset name (build/atomic/NAME, or ml-100k)")
+    train.add_argument("--features", action="append", help="FeatureTable .npz to quantize; repeat to "
+                       "concatenate several tables' columns (default: the features setting, else "
+                       "build/fused/NAME/fused.npz)")
+    train.add_argument("--config", action="append", default=[], help="YAML settings file (repeatable)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="one setting (repeatable)")
+    train.add_argument("--data-path", default=None, help="folder of converted datasets (default build/atomic)")
+    train.add_argument("--report", type=Path, help="also write the report JSON here (e.g. results/stage2/NAME.json)")
+    train.add_argument("--check-determinism", action="store_true",
+                       help="train a second time with the same seed and record whether the codes are identical")
+    train.add_argument("--quiet", action="store_true", help="no per-epoch log")
+    assign = sub.add_parser("assign", help="codes for new items from a trained quantizer (cold start)")
+    assign.add_argument("--checkpoint", type=Path, required=True, help="<name>.rqvae.safetensors from train")
+    assign.add_argument("--features", type=Path, action="append", required=True,
+                        help="FeatureTable .npz of the new items (repeat in the order used for training)")
+    assign.add_argument("--out", type=Path, required=True, help="semantic-ID file to write for the new items")
+    assign.add_argument("--base-sid", type=Path, help="the dataset's .sid made by the same checkpoint; new "
+                                                      "tuples avoid its tuples")
+    assign.add_argument("--absent-items", choices=("error", "zeros"), default="error")
+    assign.add_argument("--threads", type=int)
+    assign.add_argument("--json", action="store_true", help="print the report as JSON")
+    return parser
+
+
+@one_line_errors
+def main(argv: List[str]) -> int:
+    args = build_parser().parse_args(argv)
+    args.argv = list(argv)
+    if args.command == "train":
+        _train(args)
+    else:
+        _assign(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
