@@ -2,6 +2,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 import recbole_qbert  # noqa: F401  (compatibility layer before any RecBole import)
 from fixtures.tiny import write_tiny_dataset
@@ -20,3 +21,12 @@ def in_tmp(tmp_path, monkeypatch):
     """Run in an empty folder so nothing RecBole writes lands in the repository."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models train faster on one thread, above all on a machine whose cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

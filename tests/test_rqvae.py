@@ -12,13 +12,7 @@ from recbole_qbert.quantize.settings import load_settings
 from recbole_qbert.quantize.train import assign_codes, level_stats, train_rqvae
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models train faster on one thread, above all on a machine whose cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def clustered(n_per=40, centres=((0, 0), (10, 0), (0, 10), (10, 10)), seed=0):

@@ -18,13 +18,7 @@ from fixtures.scientific_clip import SCIENTIFIC, scientific_clip_table
 from fixtures.sid_data import small_settings, write_synth_dataset
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models train faster on one thread, above all on a machine whose cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 CODES = np.array([[1, 2], [1, 2], [0, 0], [1, 2], [3, 1]])
 

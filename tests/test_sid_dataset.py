@@ -13,13 +13,7 @@ from fixtures.sid_data import SIDProbe
 from fixtures.tiny import tiny_overrides
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models train faster on one thread, above all on a machine whose cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TOKENS = [f"i{k}" for k in range(30)]
 
