@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from dataset_prep import explain_codes, quantize
 from recbole_qbert.errors import QBertError

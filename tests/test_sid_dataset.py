@@ -2,7 +2,6 @@
 files for other datasets or item sets are refused before training."""
 import numpy as np
 import pytest
-import torch
 
 from recbole_qbert.config import build_config
 from recbole_qbert.data import SemanticIDDataset
