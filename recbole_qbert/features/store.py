@@ -5,7 +5,6 @@ Layout: ``<features root>/<dataset>/<view>.npz`` (``text.npz``, ``text_title.npz
 count and a hash of its atomic files), so a table made from another dataset or from an older conversion
 of this one is refused instead of silently used.
 """
-import resource
 import shlex
 import sys
 from pathlib import Path
@@ -15,12 +14,8 @@ from recbole_qbert import __version__
 from recbole_qbert.errors import QBertError
 from recbole_qbert.features.items import ItemCatalog
 from recbole_qbert.features.table import FeatureTable
+from recbole_qbert.run_record import peak_memory_mb
 from recbole_qbert.safe_io import PathLike
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (MiB)."""
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
 
 
 def command_line(module: str, argv: Optional[Sequence[str]] = None) -> str:
@@ -34,7 +29,7 @@ def write_table(table: FeatureTable, folder: PathLike, catalog: ItemCatalog, *, 
     view = table.meta["view"]
     table.meta.update({
         "dataset": catalog.name, "dataset_files_hash": catalog.files_hash, "n_items": len(catalog),
-        "time_s": round(seconds, 2), "peak_rss_mb": peak_rss_mb(), "command": command,
+        "time_s": round(seconds, 2), "peak_rss_mb": peak_memory_mb()["rss_mb"], "command": command,
         "package_version": __version__, "notes": list(table.meta.get("notes", [])) + list(notes),
         "content_hash": table.content_hash(),
     })

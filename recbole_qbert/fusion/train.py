@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from recbole_qbert import __version__
 from recbole_qbert.errors import QBertError
 from recbole_qbert.features.items import ItemCatalog
-from recbole_qbert.features.store import peak_rss_mb
+from recbole_qbert.run_record import peak_memory_mb
 from recbole_qbert.features.table import FeatureTable
 from recbole_qbert.fusion import evaluate
 from recbole_qbert.fusion.data import FusionData, build_fusion_data, sample_neighbours
@@ -340,7 +340,7 @@ def train_fusion(catalog: ItemCatalog, tables: Dict[str, FeatureTable], cfg: dic
                           "train_adjacent: adjacent items of training sequences (seen by the collaborative view).",
         "nearest_neighbours": evaluate.nearest_neighbours(catalog, out["fused"], chosen),
         "fusion_seconds": round(train_seconds, 1),
-        "fusion_peak_rss_mb": peak_rss_mb(),
+        "fusion_peak_rss_mb": peak_memory_mb()["rss_mb"],
     }
     meta = {
         "modality": "fused", "view": "fused", "dim": int(out["fused"].shape[1]), "normalised": "l2",
