@@ -160,10 +160,13 @@ def build_config(model_class, dataset: str, config_files: Sequence = (),
 
     argv, sys.argv = sys.argv, sys.argv[:1]
     try:
-        return Config(model=model_class, dataset=dataset,
-                      config_file_list=[str(f) for f in files], config_dict=overrides)
+        config = Config(model=model_class, dataset=dataset,
+                        config_file_list=[str(f) for f in files], config_dict=overrides)
     finally:
         sys.argv = argv
+    # hashed now: some RecBole models (BERT4Rec) add keys to the config when they are built
+    config.run_hash = config_hash(config)
+    return config
 
 
 def plain_config(config) -> dict:

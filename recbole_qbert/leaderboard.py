@@ -15,7 +15,7 @@ from typing import Dict, List, Optional
 
 import yaml
 
-from recbole_qbert.config import PROJECT_ROOT, build_config, config_hash, load_yaml
+from recbole_qbert.config import PROJECT_ROOT, build_config, load_yaml
 from recbole_qbert.errors import QBertError
 from recbole_qbert.model_registry import is_own_model, resolve_model
 from recbole_qbert.run_record import command_line, machine_summary
@@ -98,7 +98,7 @@ def _run_identity(spec: Spec, model: str, seed: int, config_file: Path):
                           own_model=is_own_model(model))
     budget = {"epochs": config["epochs"], "train_budget_s": config["train_budget_s"],
               "stopping_step": config["stopping_step"]}
-    return config_hash(config), budget
+    return config.run_hash, budget
 
 
 def run_all(spec: Spec) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 from recbole_qbert.atomic_check import check_atomic_files
-from recbole_qbert.config import PROJECT_ROOT, build_config, config_hash, plain_config
+from recbole_qbert.config import PROJECT_ROOT, build_config, plain_config
 from recbole_qbert.errors import QBertError
 from recbole_qbert.model_registry import is_own_model, resolve_model
 from recbole_qbert.run_record import command_line, git_commit, machine_info, peak_memory_mb
@@ -185,7 +185,7 @@ def _run(model, dataset, config_files, overrides, run_dir: Path, resume: bool, r
         "model": model,
         "dataset": dataset,
         "seed": config["seed"],
-        "config_hash": config_hash(config),
+        "config_hash": config.run_hash,
         "budget": {"epochs": config["epochs"], "train_budget_s": config["train_budget_s"],
                    "stopping_step": config["stopping_step"]},
         "valid": {k: float(v) for k, v in (trainer.best_valid_result or {}).items()},

@@ -18,7 +18,7 @@ import torch
 import yaml
 from recbole.utils import get_trainer
 
-from recbole_qbert.config import config_hash, plain_config
+from recbole_qbert.config import plain_config
 from recbole_qbert.errors import QBertError
 from recbole_qbert.safe_io import atomic_path
 
@@ -72,7 +72,7 @@ class SafeTrainerMixin:
         self.saved_model_file = str(run_dir / "best.pth")
         self.last_checkpoint_file = run_dir / "last.pth"
         self.train_budget_s = config["train_budget_s"]
-        self.config_hash = config_hash(config)
+        self.config_hash = config.run_hash
         self.history = []  # one dict per epoch: loss, seconds, validation metrics
         self.train_seconds = 0.0
         self.best_epoch = None
