@@ -3,13 +3,17 @@
     python -m dataset_prep.quantize train --dataset NAME [--features TABLE.npz] [--config FILE.yaml]
                                           [--set key=value ...] [--report results/stage2/NAME.json]
                                           [--check-determinism]
+    python -m dataset_prep.quantize train --dataset A --dataset B ...   # joint: one shared codebook
     python -m dataset_prep.quantize assign --checkpoint build/sid/NAME/NAME.rqvae.safetensors
                                            --features NEW.npz --out NEW.sid [--base-sid build/sid/NAME/NAME.sid]
 
 ``train`` reads the settings of properties/quantize.yaml (overridden by --config files, then --set),
 trains on any FeatureTable keyed by the dataset's item tokens (stage 1's fused table by default),
 resolves collisions, and writes build/sid/NAME/NAME.sid (+ .sid.json, .rqvae.safetensors,
-.report.json). ``assign`` gives NEW items codes from their features with the trained quantizer,
+.report.json). With several ``--dataset``, one quantizer is trained on all their items and each
+dataset gets its own file with the same codebook sizes (cross-domain pretraining; see
+recbole_qbert/quantize/joint.py); ``--features`` then takes ``{dataset}`` in place of the name.
+``assign`` gives NEW items codes from their features with the trained quantizer,
 without retraining (cold start).
 """
 import argparse
@@ -20,6 +24,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from recbole_qbert.cli import one_line_errors
+from recbole_qbert.errors import QBertError
 from recbole_qbert.stage_config import parse_set_options
 
 
@@ -52,6 +57,19 @@ def _summary(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _joint_summary(report: dict) -> str:
+    lines = [f"joint quantization of {' + '.join(report['datasets'])}: codebook sizes {report['codebook_sizes']}"]
+    for ds, r in report["per_dataset"].items():
+        used = ", ".join(f"{lv['used_codes']}" for lv in r["levels"])
+        lines.append(f"  {ds}: {r['items']} items -> {r['outputs']['sid']}; codes used per level {used}; "
+                     f"collisions {r['collisions']['before']['collision_rate']:.2%} -> "
+                     f"{r['collisions']['after']['collision_rate']:.2%}")
+    for lv in report["shared_codes"]:
+        lines.append(f"  level {lv['level']}: {lv['shared_by_all']} codes used by every dataset")
+    lines.append(f"  time: {report['time_s']['total']:.1f} s")
+    return "\n".join(lines)
+
+
 def _train(args) -> None:
     from recbole_qbert.quantize.explain import examples_for_report, load_item_info
     from recbole_qbert.quantize.settings import load_settings
@@ -59,7 +77,7 @@ def _train(args) -> None:
 
     overrides = parse_set_options(args.set)
     if args.features:
-        paths = [str(Path(f).resolve()) for f in args.features]
+        paths = [str(Path.cwd() / f) if "{dataset}" in f else str(Path(f).resolve()) for f in args.features]
         overrides["features"] = paths[0] if len(paths) == 1 else paths
     settings = load_settings(args.config, overrides)
     _set_threads(settings["threads"])
@@ -68,6 +86,16 @@ def _train(args) -> None:
         return examples_for_report(sid, load_item_info(args.dataset, args.data_path))
 
     command = "python -m dataset_prep.quantize " + " ".join(shlex.quote(a) for a in args.argv)
+    if len(args.dataset) > 1:
+        from recbole_qbert.quantize.joint import run_train_joint
+
+        if args.check_determinism:
+            raise QBertError("--check-determinism is not available for a joint quantization")
+        report = run_train_joint(args.dataset, settings, data_path=args.data_path, report_path=args.report,
+                                 command=command, log=(lambda m: None) if args.quiet else print)
+        print(_joint_summary(report))
+        return
+    args.dataset = args.dataset[0]
     report = run_train(args.dataset, settings, data_path=args.data_path, report_path=args.report,
                        check_determinism=args.check_determinism, examples=examples, command=command,
                        log=(lambda m: None) if args.quiet else print)
@@ -93,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dataset_prep.quantize", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train the RQ-VAE and write the dataset's semantic IDs")
-    train.add_argument("--dataset", required=True, help="dataset name (build/atomic/NAME, or ml-100k)")
+    train.add_argument("--dataset", required=True, action="append",
+                       help="dataset name (build/atomic/NAME, or ml-100k); repeat for a joint quantization")
     train.add_argument("--features", action="append", help="FeatureTable .npz to quantize; repeat to "
                        "concatenate several tables' columns (default: the features setting, else "
                        "build/fused/NAME/fused.npz)")

@@ -169,13 +169,21 @@ class SafeTrainerMixin:
     # -- timing and budget --------------------------------------------------------------------
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         start, cpu_start = time.perf_counter(), time.process_time()
-        loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+        batches = train_data
+        if self.train_budget_s is not None and self.config["single_spec"]:
+            # a slow model must not overrun the budget by most of an epoch; distributed runs keep the
+            # per-epoch check, since ranks stopping at different batches would deadlock the all-reduce
+            batches = BudgetedBatches(train_data, start + float(self.train_budget_s) - self.train_seconds)
+        loss = super()._train_epoch(batches, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         seconds = time.perf_counter() - start
         self.train_seconds += seconds
         total = sum(loss) if isinstance(loss, tuple) else loss
         # CPU seconds of all this process's threads: unlike wall time, barely moved by other load
-        self.history.append({"epoch": epoch_idx, "train_loss": float(total), "train_s": seconds,
-                             "train_cpu_s": time.process_time() - cpu_start})
+        entry = {"epoch": epoch_idx, "train_loss": float(total), "train_s": seconds,
+                 "train_cpu_s": time.process_time() - cpu_start}
+        if isinstance(batches, BudgetedBatches) and batches.cut:
+            entry["partial"] = {"batches": batches.yielded, "of": len(train_data)}
+        self.history.append(entry)
         return loss
 
     def _valid_epoch(self, valid_data, show_progress=False):
@@ -220,6 +228,26 @@ class SafeTrainerMixin:
             self.logger.info(f"Training budget of {self.train_budget_s}s spent after "
                              f"{self.train_seconds:.1f}s of training")
         return self.best_valid_score, self.best_valid_result
+
+
+class BudgetedBatches:
+    """The batches of ``loader`` until the wall clock passes ``deadline`` (``time.perf_counter()``);
+    at least one batch, so every epoch has a loss."""
+
+    def __init__(self, loader, deadline: float):
+        self.loader, self.deadline = loader, deadline
+        self.yielded, self.cut = 0, False
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for batch in self.loader:
+            if self.yielded and time.perf_counter() >= self.deadline:
+                self.cut = True
+                return
+            self.yielded += 1
+            yield batch
 
 
 def make_trainer(config, model):

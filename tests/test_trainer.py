@@ -2,6 +2,8 @@
 import json
 
 import numpy as np
+import time
+
 import pytest
 import torch
 
@@ -67,9 +69,21 @@ def test_resume_refuses_a_checkpoint_of_another_config(tiny_data, tmp_path, in_t
         tiny_run(tiny_data, tmp_path / "run", epochs=2, resume=True, hidden_size=16, inner_size=16)
 
 
-def test_budget_stops_after_the_epoch_that_spends_it(tiny_data, tmp_path, in_tmp):
-    record = tiny_run(tiny_data, tmp_path / "run", epochs=50, train_budget_s=1e-6)
+def test_budget_cuts_the_epoch_that_spends_it_and_stops(tiny_data, tmp_path, in_tmp):
+    record = tiny_run(tiny_data, tmp_path / "run", epochs=50, train_budget_s=1e-6, train_batch_size=16)
     assert record["epochs_trained"] == 1 and record["stop_reason"] == "budget"
+    partial = record["history"][0]["partial"]
+    assert partial["batches"] == 1 < partial["of"], "one batch, then the budget ends the epoch"
+    assert record["test"]["ndcg@10"] >= 0
+
+
+def test_budgeted_batches_yield_all_before_the_deadline_and_at_least_one():
+    from recbole_qbert.trainer import BudgetedBatches
+
+    late = BudgetedBatches([1, 2, 3], deadline=time.perf_counter() + 3600)
+    assert list(late) == [1, 2, 3] and not late.cut and len(late) == 3
+    spent = BudgetedBatches([1, 2, 3], deadline=0.0)
+    assert list(spent) == [1] and spent.cut
 
 
 def test_test_metrics_agree_with_an_independent_full_ranking(tiny_data, tmp_path, in_tmp):

@@ -104,7 +104,7 @@ def quantize(matrix: np.ndarray, settings: Dict, *, log: Optional[Log] = None) -
     }
 
 
-def _sid_meta(dataset: str, table: FeatureTable, settings: Dict) -> Dict:
+def sid_meta(dataset: str, table: FeatureTable, settings: Dict) -> Dict:
     return {
         "dataset": dataset,
         "kind": "dataset",
@@ -138,7 +138,7 @@ def run_train(dataset: str, settings: Dict, *, data_path: Optional[str] = None,
 
     result = quantize(table.matrix, settings, log=log)
     sizes = result["codebook_sizes"]
-    meta = _sid_meta(dataset, table, settings)
+    meta = sid_meta(dataset, table, settings)
     sid = SemanticIDs(table.tokens, result["resolved"], sizes, source=str(sid_path))
 
     t1 = time.perf_counter()
