@@ -1,9 +1,10 @@
 """Leaderboards: several models x several seeds on one dataset, one split, one protocol.
 
 A spec (``properties/leaderboard/*.yaml``) lists the dataset, models, seeds and the config every run
-shares. Each (model, seed) runs in its own process through ``run_recbole.py`` (so its peak memory is its
+shares. A model entry is a model name, or ``{name: ROW, model: MODEL, config: {...}}`` for a variant
+(an ablation row such as QBERT4Rec on random codes). Each (model, seed) runs in its own process through ``run_recbole.py`` (so its peak memory is its
 own) and leaves a record in ``<out>/records/``. A run whose record matches the current config is not
-redone; an interrupted run resumes from its ``last.pth``; a run whose config changed starts over.
+redone; an interrupted run resumes from its ``last.pth``; a run whose config or input files (atomic files, semantic IDs) changed starts over.
 """
 import math
 import statistics
@@ -36,6 +37,7 @@ class Spec:
     config_files: List[str] = field(default_factory=list)
     config: Dict = field(default_factory=dict)
     model_config: Dict[str, Dict] = field(default_factory=dict)
+    model_class: Dict[str, str] = field(default_factory=dict)  # row name -> RecBole/own model, for variants
     source: str = ""
     runs_root: Path = PROJECT_ROOT / "saved" / "leaderboard"  # checkpoints and logs, not committed
 
@@ -47,6 +49,9 @@ class Spec:
 
     def run_dir(self, model: str, seed: int) -> Path:
         return self.runs_root / self.name / self.run_id(model, seed)
+
+    def model_of(self, name: str) -> str:
+        return self.model_class.get(name, name)
 
     def run_config(self, model: str, seed: int) -> dict:
         return {**self.config, **self.model_config.get(model, {}), "seed": seed}
@@ -63,21 +68,35 @@ def load_spec(path, out: Optional[str] = None, overrides: Optional[Dict] = None)
             raise QBertError(f"{path}: '{key}' is required")
     if not all(isinstance(s, int) for s in data["seeds"]):
         raise QBertError(f"{path}: 'seeds' must be a list of integers")
-    model_config = data.get("model_config") or {}
+    names, model_class, model_config = [], {}, dict(data.get("model_config") or {})
+    for entry in data["models"]:
+        if isinstance(entry, dict):
+            if set(entry) - {"name", "model", "config"} or not entry.get("name") or not entry.get("model"):
+                raise QBertError(f"{path}: a model variant needs 'name' and 'model' (and optional 'config'), "
+                                 f"got {entry}")
+            name = str(entry["name"])
+            model_class[name] = str(entry["model"])
+            model_config[name] = {**(entry.get("config") or {}), **model_config.get(name, {})}
+        else:
+            name = str(entry)
+        if name in names:
+            raise QBertError(f"{path}: model '{name}' is listed twice")
+        names.append(name)
     for model in model_config:
-        if model not in data["models"]:
+        if model not in names:
             raise QBertError(f"{path}: model_config names '{model}', which is not in models")
     name = data.get("name") or Path(path).stem
     base = Path(path).resolve().parent
     return Spec(
         name=name,
         dataset=data["dataset"],
-        models=list(data["models"]),
+        models=names,
         seeds=list(data["seeds"]),
         out=Path(out) if out else PROJECT_ROOT / "results" / "leaderboard" / name,
         config_files=[str(f if Path(f).is_absolute() else (base / f)) for f in data.get("config_files") or []],
         config={**(data.get("config") or {}), **(overrides or {})},
         model_config=model_config,
+        model_class=model_class,
         source=str(path),
     )
 
@@ -92,13 +111,16 @@ def _read_json(path: Path) -> Optional[dict]:
 
 
 def _run_identity(spec: Spec, model: str, seed: int, config_file: Path):
-    """(config hash, budget) of a run as configured now; a record must match both to be reused."""
-    model_class = resolve_model(model)
-    config = build_config(model_class, spec.dataset, spec.config_files + [str(config_file)],
-                          own_model=is_own_model(model))
+    """(config hash, budget, input file hashes) of a run as configured now; a record must match all
+    three to be reused."""
+    from recbole_qbert.run_record import run_inputs
+
+    name = spec.model_of(model)
+    config = build_config(resolve_model(name), spec.dataset, spec.config_files + [str(config_file)],
+                          own_model=is_own_model(name))
     budget = {"epochs": config["epochs"], "train_budget_s": config["train_budget_s"],
               "stopping_step": config["stopping_step"]}
-    return config.run_hash, budget
+    return config.run_hash, budget, run_inputs(config)
 
 
 def run_all(spec: Spec) -> None:
@@ -117,20 +139,20 @@ def run_all(spec: Spec) -> None:
         identity = _run_identity(spec, model, seed, config_file)
 
         record = _read_json(spec.record_path(model, seed))
-        if record and (record.get("config_hash"), record.get("budget")) == identity:
+        if record and (record.get("config_hash"), record.get("budget"), record.get("inputs")) == identity:
             print(f"{tag}: done, reusing {spec.record_path(model, seed)}", flush=True)
             continue
         resume = False
         last = run_dir / "last.pth"
         if last.is_file():
             state = load_checkpoint(last)
-            resume = state.get("config_hash") == identity[0]
+            resume = (state.get("config_hash"), state.get("inputs")) == (identity[0], identity[2])
             if not resume:
-                print(f"{tag}: config changed since {last}, starting over", flush=True)
+                print(f"{tag}: config or input files changed since {last}, starting over", flush=True)
                 for stale in ("last.pth", "best.pth"):
                     (run_dir / stale).unlink(missing_ok=True)
         print(f"{tag}: {'resuming' if resume else 'running'}", flush=True)
-        cmd = [sys.executable, str(PROJECT_ROOT / "run_recbole.py"), f"--model={model}",
+        cmd = [sys.executable, str(PROJECT_ROOT / "run_recbole.py"), f"--model={spec.model_of(model)}",
                f"--dataset={spec.dataset}", f"--config_files={' '.join(spec.config_files + [str(config_file)])}",
                f"--checkpoint_dir={run_dir}", f"--record={spec.record_path(model, seed)}"]
         if resume:

@@ -5,6 +5,7 @@ import resource
 import subprocess
 import sys
 from functools import lru_cache
+from pathlib import Path
 
 import torch
 
@@ -73,3 +74,23 @@ def peak_memory_mb() -> dict:
 
 def command_line() -> str:
     return " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])
+
+
+def run_inputs(config) -> dict:
+    """SHA-256 of the files a run reads: the dataset's atomic files and, for models on semantic IDs,
+    the ``.sid`` file. A leaderboard reuses a record only while these are unchanged."""
+    from recbole_qbert.safe_io import sha256_file
+
+    folder = Path(config["data_path"])
+    inputs = {}
+    for suffix in ("inter", "item"):
+        path = folder / f"{config['dataset']}.{suffix}"
+        if path.is_file():
+            inputs[path.name] = sha256_file(path)
+    if "sid_file" in config:
+        from recbole_qbert.semantic_ids import resolve_sid_path
+
+        path = resolve_sid_path(config["sid_file"], config["dataset"])
+        inputs["sid"] = sha256_file(path) if path.is_file() else None
+    return inputs
+

@@ -17,7 +17,7 @@ from recbole_qbert.atomic_check import check_atomic_files
 from recbole_qbert.config import PROJECT_ROOT, build_config, plain_config
 from recbole_qbert.errors import QBertError
 from recbole_qbert.model_registry import is_own_model, resolve_model
-from recbole_qbert.run_record import command_line, git_commit, machine_info, peak_memory_mb
+from recbole_qbert.run_record import command_line, git_commit, machine_info, peak_memory_mb, run_inputs
 from recbole_qbert.safe_io import write_json
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -181,6 +181,8 @@ def _run(model, dataset, config_files, overrides, run_dir: Path, resume: bool, r
     history = trainer.history
     trained = [h for h in history if "train_s" in h]
     evaluated = [h for h in history if "valid_s" in h]
+    # an epoch the time budget cut short counts for the share of its batches it trained on
+    epochs = sum(h["partial"]["batches"] / h["partial"]["of"] if "partial" in h else 1.0 for h in trained)
     record = {
         "model": model,
         "dataset": dataset,
@@ -191,16 +193,17 @@ def _run(model, dataset, config_files, overrides, run_dir: Path, resume: bool, r
         "valid": {k: float(v) for k, v in (trainer.best_valid_result or {}).items()},
         "test": {k: float(v) for k, v in test_result.items()},
         "best_epoch": trainer.best_epoch,
-        "epochs_trained": len(trained),
+        "epochs_trained": round(epochs, 3),
         "stop_reason": trainer.stop_reason,
         "train_s": round(trainer.train_seconds, 2),
-        "train_s_per_epoch": round(trainer.train_seconds / max(len(trained), 1), 2),
-        "train_cpu_s_per_epoch": round(sum(h["train_cpu_s"] for h in trained) / max(len(trained), 1), 2),
+        "train_s_per_epoch": round(trainer.train_seconds / max(epochs, 1e-9), 2) if trained else 0.0,
+        "train_cpu_s_per_epoch": round(sum(h["train_cpu_s"] for h in trained) / max(epochs, 1e-9), 2) if trained else 0.0,
         "valid_s_per_epoch": round(sum(h["valid_s"] for h in evaluated) / max(len(evaluated), 1), 2),
         "eval_s": round(eval_s, 2),
         "eval_cpu_s": round(eval_cpu_s, 2),
         "peak_memory": peak_memory_mb(),
         "data": stats,
+        "inputs": run_inputs(config),
         "history": history,
         "machine": machine_info(),
         "git_commit": git_commit(),

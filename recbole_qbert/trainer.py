@@ -20,6 +20,7 @@ from recbole.utils import get_trainer
 
 from recbole_qbert.config import plain_config
 from recbole_qbert.errors import QBertError
+from recbole_qbert.run_record import run_inputs
 from recbole_qbert.safe_io import atomic_path
 
 CHECKPOINT_FORMAT = 1
@@ -73,6 +74,7 @@ class SafeTrainerMixin:
         self.last_checkpoint_file = run_dir / "last.pth"
         self.train_budget_s = config["train_budget_s"]
         self.config_hash = config.run_hash
+        self.inputs = run_inputs(config)
         self.history = []  # one dict per epoch: loss, seconds, validation metrics
         self.train_seconds = 0.0
         self.best_epoch = None
@@ -85,6 +87,7 @@ class SafeTrainerMixin:
             "model": self.config["model"],
             "dataset": self.config["dataset"],
             "config_hash": self.config_hash,
+            "inputs": self.inputs,
             "config_yaml": yaml.safe_dump(plain_config(self.config), sort_keys=True),
         }
 
@@ -94,6 +97,9 @@ class SafeTrainerMixin:
             if state.get(key) != mine:
                 raise QBertError(f"{path}: checkpoint was made for {key} {state.get(key)!r}, this run has "
                                  f"{mine!r}; use a fresh checkpoint_dir or the original config")
+        if state.get("inputs") != self.inputs:
+            raise QBertError(f"{path}: the dataset or semantic-ID files changed since this checkpoint was made; "
+                             "use a fresh checkpoint_dir")
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         """Best model so far. RecBole calls this with ``epoch=-1`` when there is nothing left to train;

@@ -6,7 +6,7 @@ import yaml
 
 from recbole_qbert.errors import QBertError
 from recbole_qbert.leaderboard import collect, load_spec, render, run_all, summarise
-from fixtures.tiny import tiny_overrides
+from fixtures.tiny import tiny_overrides, write_tiny_semantic_ids
 
 
 def write_spec(tmp_path, tiny_data, **config):
@@ -29,6 +29,8 @@ def make_spec(path, tmp_path):
     ({"dataset": "x", "models": ["SASRec"], "seeds": ["a"]}, "'seeds' must be a list of integers"),
     ({"dataset": "x", "models": ["SASRec"], "seeds": [1], "model_config": {"BERT4Rec": {}}},
      "model_config names 'BERT4Rec'"),
+    ({"dataset": "x", "models": [{"name": "Q-random"}], "seeds": [1]}, "variant needs 'name' and 'model'"),
+    ({"dataset": "x", "models": ["SASRec", {"name": "SASRec", "model": "SASRec"}], "seeds": [1]}, "listed twice"),
 ])
 def test_bad_spec(tmp_path, content, message):
     path = tmp_path / "spec.yaml"
@@ -79,6 +81,27 @@ def test_interrupted_and_changed_runs(tiny_data, tmp_path, in_tmp, capfd):
     run_all(spec)
     assert "config changed" in capfd.readouterr().out
     assert collect(spec)["SASRec"][0]["config_hash"] != first["config_hash"]
+
+
+def test_variants_run_their_model_and_rerun_when_the_semantic_ids_change(tiny_data, tmp_path, in_tmp, capfd):
+    sid = write_tiny_semantic_ids(tmp_path / "sid" / "tiny.sid")
+    spec = {"name": "variants", "dataset": "tiny", "seeds": [1], "config": tiny_overrides(tiny_data, epochs=1),
+            "models": [{"name": "QBERT4Rec-tiny-codes", "model": "QBERT4Rec", "config": {"sid_file": str(sid)}}]}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    spec = make_spec(path, tmp_path)
+    run_all(spec)
+    record = collect(spec)["QBERT4Rec-tiny-codes"][0]
+    assert record["model"] == "QBERT4Rec" and record["inputs"]["sid"] and "| QBERT4Rec-tiny-codes | 1 |" in \
+        render(spec)[0].read_text()
+    run_all(spec)
+    assert "done, reusing" in capfd.readouterr().out
+
+    write_tiny_semantic_ids(sid, levels=(5, 8))  # new codes for the same items: the run is stale
+    run_all(spec)
+    out = capfd.readouterr().out
+    assert "done, reusing" not in out and "starting over" in out
+    assert collect(spec)["QBERT4Rec-tiny-codes"][0]["inputs"]["sid"] != record["inputs"]["sid"]
 
 
 def test_failed_run_is_a_one_line_error_and_renders_nothing(tiny_data, tmp_path, in_tmp):
