@@ -173,7 +173,17 @@ class SafeTrainerMixin:
         return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
 
     # -- timing and budget --------------------------------------------------------------------
+    def _progress(self, epoch_idx: int) -> float:
+        """Share of the run spent before ``epoch_idx``: by epochs or by time budget, whichever is further."""
+        share = epoch_idx / max(self.epochs, 1)
+        if self.train_budget_s:
+            share = max(share, self.train_seconds / float(self.train_budget_s))
+        return share
+
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        hook = getattr(self.model, "on_training_progress", None)
+        if hook is not None:
+            hook(self._progress(epoch_idx))
         start, cpu_start = time.perf_counter(), time.process_time()
         batches = train_data
         if self.train_budget_s is not None and self.config["single_spec"]:
@@ -187,6 +197,8 @@ class SafeTrainerMixin:
         # CPU seconds of all this process's threads: unlike wall time, barely moved by other load
         entry = {"epoch": epoch_idx, "train_loss": float(total), "train_s": seconds,
                  "train_cpu_s": time.process_time() - cpu_start}
+        if getattr(self.model, "train_stage", None):
+            entry["train_stage"] = self.model.train_stage
         if isinstance(batches, BudgetedBatches) and batches.cut:
             entry["partial"] = {"batches": batches.yielded, "of": len(train_data)}
         self.history.append(entry)

@@ -53,8 +53,15 @@ def test_pretrained_checkpoint_with_another_vocabulary_is_refused(tiny_data, tmp
               pretrained_checkpoint=str(tmp_path / "pre" / "best.pth"))
 
 
+def test_one_run_pretrains_then_finetunes_from_the_given_share(tiny_data, sid_file, tmp_path, in_tmp):
+    record = qbert(tiny_data, sid_file, tmp_path / "run", epochs=4, finetune_from=0.5)
+    assert [h["train_stage"] for h in record["history"]] == ["pretrain", "pretrain", "finetune", "finetune"]
+
+
 @pytest.mark.parametrize("extra, message", [
     ({"train_stage": "pretrian"}, "train_stage must be one of"),
+    ({"finetune_from": 1.0}, "finetune_from must be a share in \\(0, 1\\)"),
+    ({"finetune_from": 0.5, "train_stage": "finetune"}, "finetune_from must be"),
     ({"mask_strategies": {"random": 0}}, "at least one strategy"),
     ({"mask_options": {"random": {"ratio": 1.5}}}, "ratio must be in"),
     ({"freeze": ["trm_encoder"]}, "nothing to keep frozen"),

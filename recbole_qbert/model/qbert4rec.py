@@ -16,7 +16,9 @@ item embeddings, so an item that has codes but was never trained on can still be
 Training works on one sequence per user (``QBERT4RecDataset``): the user's whole training history
 with the target appended, of which the masking strategy hides several positions. In pretraining one
 strategy is drawn per sequence from ``mask_strategies`` (random cloze, span, tail, multi-region); in
-fine-tuning only the last position is masked, exactly as at inference.
+fine-tuning only the last position is masked, exactly as at inference. With ``finetune_from`` one run
+does both: it pretrains, then switches to fine-tuning once that share of its epochs or time budget is
+spent (the trainer reports progress through :meth:`QBERT4Rec.on_training_progress`).
 """
 from typing import List
 
@@ -73,6 +75,10 @@ class QBERT4Rec(SequentialRecommender):
         self.apply(self._init_weights)
         nn.init.normal_(self.mask_embedding, std=self.initializer_range)
 
+        self.finetune_from = config["finetune_from"]
+        if self.finetune_from is not None and (self.train_stage != "pretrain" or not 0 < self.finetune_from < 1):
+            raise QBertError(f"finetune_from must be a share in (0, 1) of a pretrain run, got {self.finetune_from} "
+                             f"with train_stage '{self.train_stage}'")
         if self.train_stage == "pretrain":
             self.masking = MaskMixture(config["mask_strategies"], config["mask_options"])
         else:
@@ -83,6 +89,13 @@ class QBERT4Rec(SequentialRecommender):
             load_pretrained(self, config["pretrained_checkpoint"], freeze=config["freeze"] or [])
         elif config["freeze"]:
             raise QBertError("freeze is set but pretrained_checkpoint is not: nothing to keep frozen")
+
+    def on_training_progress(self, progress: float) -> None:
+        """Called by the trainer before each epoch with the share of the run spent so far (epochs or
+        time budget, whichever is further): switches to last-position fine-tuning at ``finetune_from``."""
+        if self.finetune_from is not None and self.train_stage == "pretrain" and progress >= self.finetune_from:
+            self.train_stage = "finetune"
+            self.masking = build_strategy("last")
 
     def _init_weights(self, module):
         if isinstance(module, (nn.Linear, nn.Embedding)):
