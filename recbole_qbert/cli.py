@@ -103,3 +103,24 @@ def leaderboard_main(argv: List[str]) -> int:
     paths = render(spec)
     print("\n".join(f"wrote {p}" for p in paths))
     return 0
+
+
+@one_line_errors
+def pipeline_main(argv: List[str]) -> int:
+    """Run a benchmark end to end: stage steps whose inputs changed, then the leaderboard."""
+    parser = argparse.ArgumentParser(
+        prog="qbert-pipeline",
+        description="Run one benchmark end to end (conversion, features, fusion, quantization, then the "
+                    "leaderboard), skipping steps whose inputs, settings and code have not changed.")
+    parser.add_argument("spec", help="pipeline YAML, e.g. properties/pipeline/ml-100k.yaml")
+    parser.add_argument("--force", action="append", default=[], metavar="STEP", help="rerun this step (repeatable)")
+    parser.add_argument("--no-leaderboard", action="store_true", help="stop after the stage steps")
+    args = parser.parse_args(argv)
+
+    from recbole_qbert.pipeline import load_pipeline, run_pipeline
+
+    report = run_pipeline(load_pipeline(args.spec), force=args.force, leaderboard=not args.no_leaderboard)
+    done = ", ".join(f"{s['step']} {'reused' if s['reused'] else str(s['seconds']) + ' s'}" for s in report["steps"])
+    print(f"pipeline {report['pipeline']}: {done}; leaderboard {report['leaderboard_s']} s; "
+          f"total {report['total_s']} s")
+    return 0

@@ -1,0 +1,238 @@
+"""One benchmark end to end: conversion, features, fusion, quantization (and any pretraining), then the
+leaderboard, skipping every step whose inputs have not changed.
+
+A pipeline spec (``properties/pipeline/*.yaml``) lists steps; each runs one of our stage commands in its
+own process::
+
+    steps:
+      - name: fuse                                  # (str) stamp name, unique in the spec
+        run: [fuse, --dataset, ml-100k]             # (list) dataset_prep module (or run_recbole) + arguments
+        inputs: [build/features/ml-100k]            # (list) files/folders it reads
+        outputs: [build/fused/ml-100k]              # (list) files/folders it writes
+    leaderboard: properties/leaderboard/ml-100k.yaml
+
+A step's identity is the SHA-256 of its command, of every file under its inputs, of the settings file its
+module reads by default and of the module's own source code. After a step succeeds, a stamp
+(``build/pipeline/<name>/<step>.json``) records that identity and the hash of every output file. The next
+run skips the step while the identity is the same and the outputs are still there, unchanged. The
+leaderboard then reuses each finished (model, seed) run whose config and input files are unchanged.
+
+``{atomic}`` in ``inputs`` is the dataset's folder of atomic files (ml-100k: the one in the recbole wheel).
+The run's figures (seconds, peak memory and reuse per step) go to ``results/pipeline/<name>.json``.
+"""
+import datetime
+import hashlib
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from recbole_qbert.config import PROJECT_ROOT, load_yaml
+from recbole_qbert.errors import QBertError
+from recbole_qbert.safe_io import sha256_file, write_json
+
+SPEC_KEYS = {"name", "dataset", "steps", "leaderboard"}
+STEP_KEYS = {"name", "run", "inputs", "outputs"}
+# what each command reads besides its declared inputs: its code and its default settings
+MODULE_DEPENDENCIES = {
+    "convert": ["dataset_prep/convert.py", "recbole_qbert/convert"],
+    "extract_features": ["dataset_prep/extract_features.py", "recbole_qbert/features", "properties/features.yaml"],
+    "fuse": ["dataset_prep/fuse.py", "recbole_qbert/fusion", "recbole_qbert/features/table.py",
+             "properties/fusion.yaml"],
+    "quantize": ["dataset_prep/quantize.py", "recbole_qbert/quantize", "recbole_qbert/semantic_ids.py",
+                 "properties/quantize.yaml"],
+    "run_recbole": ["run_recbole.py", "recbole_qbert/model", "recbole_qbert/masking.py",
+                    "recbole_qbert/trainer.py", "recbole_qbert/data", "properties/model", "properties/overall.yaml",
+                    "properties/qbert4rec"],
+}
+
+
+@dataclass
+class Step:
+    name: str
+    run: List[str]
+    inputs: List[Path]
+    outputs: List[Path]
+
+    def command(self) -> List[str]:
+        module = self.run[0]
+        if module == "run_recbole":
+            return [sys.executable, str(PROJECT_ROOT / "run_recbole.py"), *self.run[1:]]
+        return [sys.executable, "-m", f"dataset_prep.{module}", *self.run[1:]]
+
+
+@dataclass
+class Pipeline:
+    name: str
+    dataset: str
+    steps: List[Step]
+    leaderboard: Optional[Path]
+    source: str
+    stamps: Path = field(default=None)
+    report: Path = field(default=None)
+
+
+def _project_path(value: str) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def atomic_folder(dataset: str) -> Path:
+    from recbole_qbert.quantize.items import dataset_folder
+
+    return dataset_folder(dataset)
+
+
+def load_pipeline(path) -> Pipeline:
+    """Read and check a pipeline spec: unknown keys, unknown commands and duplicate steps are errors."""
+    data = load_yaml(path)
+    unknown = sorted(set(data) - SPEC_KEYS)
+    if unknown:
+        raise QBertError(f"{path}: unknown pipeline key '{unknown[0]}' (expected {sorted(SPEC_KEYS)})")
+    if not data.get("dataset"):
+        raise QBertError(f"{path}: 'dataset' is required")
+    dataset = str(data["dataset"])
+    steps, seen = [], set()
+    for i, raw in enumerate(data.get("steps") or []):
+        where = f"{path}: step {i + 1}"
+        if not isinstance(raw, dict) or set(raw) - STEP_KEYS or not raw.get("name") or not raw.get("run"):
+            raise QBertError(f"{where}: a step is a mapping with 'name' and 'run' (and 'inputs', 'outputs'), "
+                             f"got {raw!r}")
+        if raw["name"] in seen:
+            raise QBertError(f"{where}: step name '{raw['name']}' is used twice")
+        seen.add(raw["name"])
+        run = [str(a) for a in raw["run"]]
+        if run[0] not in MODULE_DEPENDENCIES:
+            raise QBertError(f"{where}: unknown command '{run[0]}' (expected one of {sorted(MODULE_DEPENDENCIES)})")
+        inputs = [atomic_folder(dataset) if str(p) == "{atomic}" else _project_path(str(p))
+                  for p in raw.get("inputs") or []]
+        outputs = [_project_path(str(p)) for p in raw.get("outputs") or []]
+        if not outputs:
+            raise QBertError(f"{where}: 'outputs' is required, to know when the step can be skipped")
+        steps.append(Step(str(raw["name"]), run, inputs, outputs))
+    board = data.get("leaderboard")
+    if board is not None and not _project_path(board).is_file():
+        raise QBertError(f"{path}: leaderboard spec {board} does not exist")
+    name = str(data.get("name") or Path(path).stem)
+    return Pipeline(name, dataset, steps, _project_path(board) if board else None, str(path),
+                    stamps=PROJECT_ROOT / "build" / "pipeline" / name,
+                    report=PROJECT_ROOT / "results" / "pipeline" / f"{name}.json")
+
+
+def _files(path: Path) -> List[Path]:
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    return []
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def file_hashes(paths: List[Path], what: str, step: str) -> Dict[str, str]:
+    hashes = {}
+    for path in paths:
+        files = _files(path)
+        if not files:
+            raise QBertError(f"step '{step}': {what} {_shown(path)} does not exist (or is an empty folder)")
+        hashes.update({_shown(f): sha256_file(f) for f in files})
+    return hashes
+
+
+def step_identity(step: Step) -> str:
+    """SHA-256 of the command, the inputs, and the code and default settings the command uses."""
+    code = [PROJECT_ROOT / p for p in MODULE_DEPENDENCIES[step.run[0]]]
+    parts = {"run": step.run, "inputs": file_hashes(step.inputs, "input", step.name),
+             "code": file_hashes(code, "code", step.name)}
+    return hashlib.sha256(repr(sorted(parts.items())).encode("utf-8")).hexdigest()
+
+
+def _stamp_path(pipeline: Pipeline, step: Step) -> Path:
+    return pipeline.stamps / f"{step.name}.json"
+
+
+def is_current(pipeline: Pipeline, step: Step, identity: str) -> bool:
+    import json
+
+    try:
+        stamp = json.loads(_stamp_path(pipeline, step).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if stamp.get("identity") != identity:
+        return False
+    try:
+        return file_hashes(step.outputs, "output", step.name) == stamp.get("outputs")
+    except QBertError:
+        return False
+
+
+def run_step(step: Step, log_file: Path) -> Dict:
+    """Run ``step`` in a child process (output to the console and ``log_file``); wall seconds and the
+    child's peak resident memory."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with open(log_file, "w", encoding="utf-8") as log:
+        proc = subprocess.Popen(step.command(), cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, bufsize=1)
+        for line in proc.stdout:
+            sys.stdout.write(f"  {line}")
+            log.write(line)
+        proc.stdout.close()
+        _, status, usage = os.wait4(proc.pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise QBertError(f"step '{step.name}' failed with exit status {code}: {' '.join(map(shlex.quote, step.run))} "
+                         f"(log: {_shown(log_file)})")
+    return {"seconds": round(time.perf_counter() - start, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+
+
+def run_pipeline(pipeline: Pipeline, *, force: Optional[List[str]] = None, leaderboard: bool = True) -> Dict:
+    """Run the steps that are not current, then the leaderboard; returns (and saves) the run's figures."""
+    from recbole_qbert.run_record import command_line, git_commit, machine_info
+
+    force = set(force or [])
+    unknown = force - {s.name for s in pipeline.steps}
+    if unknown:
+        raise QBertError(f"--force names unknown step '{sorted(unknown)[0]}' (steps: {[s.name for s in pipeline.steps]})")
+    started = time.perf_counter()
+    figures = []
+    for i, step in enumerate(pipeline.steps, 1):
+        tag = f"[{i}/{len(pipeline.steps)}] {step.name}"
+        identity = step_identity(step)
+        if step.name not in force and is_current(pipeline, step, identity):
+            print(f"{tag}: inputs unchanged, reusing {', '.join(_shown(p) for p in step.outputs)}", flush=True)
+            figures.append({"step": step.name, "reused": True})
+            continue
+        print(f"{tag}: {' '.join(map(shlex.quote, step.run))}", flush=True)
+        _stamp_path(pipeline, step).unlink(missing_ok=True)  # a failed rerun must not look current
+        cost = run_step(step, pipeline.stamps / f"{step.name}.log")
+        outputs = file_hashes(step.outputs, "output", step.name)
+        write_json(_stamp_path(pipeline, step), {"identity": identity, "run": step.run, "outputs": outputs,
+                                                 **cost, "finished": datetime.datetime.now().isoformat(timespec="seconds")})
+        figures.append({"step": step.name, "reused": False, **cost})
+    board_s = None
+    if leaderboard and pipeline.leaderboard is not None:
+        from recbole_qbert.leaderboard import load_spec, render, run_all
+
+        print(f"leaderboard: {_shown(pipeline.leaderboard)}", flush=True)
+        t0 = time.perf_counter()
+        spec = load_spec(pipeline.leaderboard)
+        run_all(spec)
+        for path in render(spec):
+            print(f"wrote {_shown(path)}")
+        board_s = round(time.perf_counter() - t0, 1)
+    report = {"pipeline": pipeline.name, "dataset": pipeline.dataset, "spec": pipeline.source,
+              "steps": figures, "leaderboard_s": board_s, "total_s": round(time.perf_counter() - started, 1),
+              "command": command_line(), "git_commit": git_commit(), "machine": machine_info(),
+              "finished": datetime.datetime.now().isoformat(timespec="seconds")}
+    write_json(pipeline.report, report)
+    return report

@@ -1,0 +1,94 @@
+"""The benchmark pipeline: steps run in order, skip while their inputs are unchanged, rerun when they change."""
+import json
+
+import pytest
+import yaml
+
+from fixtures.sid_data import write_synth_dataset
+from recbole_qbert.cli import pipeline_main
+from recbole_qbert.errors import QBertError
+from recbole_qbert.features import FeatureTable
+from recbole_qbert.pipeline import load_pipeline, run_pipeline
+
+QUANTIZE = ["--set", "n_levels=2", "--set", "codebook_size=8", "--set", "code_dim=8", "--set", "hidden_dims=[16]",
+            "--set", "epochs=2", "--set", "threads=1", "--quiet"]
+
+
+@pytest.fixture
+def synth_pipeline(tmp_path):
+    root = tmp_path / "atomic"
+    _, features = write_synth_dataset(root)
+    sid = tmp_path / "sid" / "synth.sid"
+    spec = {"name": "synth", "dataset": "synth", "steps": [{
+        "name": "quantize",
+        "run": ["quantize", "train", "--dataset", "synth", "--data-path", str(root), "--features", str(features),
+                "--set", f"sid_file={sid}", *QUANTIZE],
+        "inputs": [str(root / "synth"), str(features)],
+        "outputs": [str(sid.parent)]}]}
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(spec))
+
+    def load():
+        pipeline = load_pipeline(path)
+        pipeline.stamps, pipeline.report = tmp_path / "stamps", tmp_path / "report.json"
+        return pipeline
+
+    return load, features, sid
+
+
+def test_steps_are_skipped_until_an_input_or_output_changes(synth_pipeline, capsys):
+    load, features, sid = synth_pipeline
+    first = run_pipeline(load())
+    assert first["steps"][0]["reused"] is False and first["steps"][0]["peak_rss_mb"] > 0 and sid.is_file()
+    stamp = json.loads((load().stamps / "quantize.json").read_text())
+    assert any(name.endswith("synth.sid") for name in stamp["outputs"])
+
+    assert run_pipeline(load())["steps"][0]["reused"] is True
+    assert "inputs unchanged, reusing" in capsys.readouterr().out
+
+    table = FeatureTable.load(features)  # new features for the same items: the codes must be redone
+    table.matrix[0] += 1.0
+    table.save(features)
+    assert run_pipeline(load())["steps"][0]["reused"] is False
+
+    sid.write_text("tampered\n")  # an output that no longer matches its stamp is redone too
+    assert run_pipeline(load())["steps"][0]["reused"] is False
+    assert sid.read_text() != "tampered\n"
+    assert run_pipeline(load(), force=["quantize"])["steps"][0]["reused"] is False
+    assert json.loads(load().report.read_text())["steps"][0]["step"] == "quantize"
+
+
+def test_a_failed_step_leaves_no_stamp_and_names_its_log(synth_pipeline, tmp_path):
+    load, features, sid = synth_pipeline
+    pipeline = load()
+    pipeline.steps[0].run.extend(["--set", "codebook_size=1000"])  # more codes than items
+    with pytest.raises(QBertError, match="step 'quantize' failed with exit status 2.*log:"):
+        run_pipeline(pipeline)
+    assert not (pipeline.stamps / "quantize.json").exists()
+    assert "codebook_size 1000" in (pipeline.stamps / "quantize.log").read_text()
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"dataset": "x", "stpes": []}, "unknown pipeline key 'stpes'"),
+    ({"steps": []}, "'dataset' is required"),
+    ({"dataset": "x", "steps": [{"name": "a", "run": ["train_everything"], "outputs": ["o"]}]}, "unknown command"),
+    ({"dataset": "x", "steps": [{"name": "a", "run": ["fuse"]}]}, "'outputs' is required"),
+    ({"dataset": "x", "steps": [{"name": "a", "run": ["fuse"], "outputs": ["o"]}] * 2}, "used twice"),
+    ({"dataset": "x", "leaderboard": "nowhere.yaml"}, "nowhere.yaml does not exist"),
+])
+def test_bad_specs_are_one_line_errors(tmp_path, capsys, spec, message):
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert pipeline_main([str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_shipped_pipelines_load():
+    from recbole_qbert.config import PROJECT_ROOT
+
+    specs = sorted((PROJECT_ROOT / "properties" / "pipeline").glob("*.yaml"))
+    assert specs
+    for path in specs:
+        pipeline = load_pipeline(path)
+        assert pipeline.steps and pipeline.leaderboard is not None
