@@ -85,6 +85,8 @@ def leaderboard_main(argv: List[str]) -> int:
     parser.add_argument("--models", default=None, help="comma-separated models, replacing the spec's")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds, replacing the spec's")
     parser.add_argument("--render-only", action="store_true", help="only re-render from existing records")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (set cpu_threads so that jobs x "
+                        "threads fits the cores; timings then share the machine)")
     args, rest = parser.parse_known_args(argv)
 
     from recbole_qbert.config import parse_overrides
@@ -98,8 +100,10 @@ def leaderboard_main(argv: List[str]) -> int:
             spec.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
         except ValueError:
             raise QBertError(f"--seeds: expected comma-separated integers, got '{args.seeds}'") from None
+    if args.jobs < 1:
+        raise QBertError(f"--jobs must be at least 1, got {args.jobs}")
     if not args.render_only:
-        run_all(spec)
+        run_all(spec, jobs=args.jobs)
     paths = render(spec)
     print("\n".join(f"wrote {p}" for p in paths))
     return 0

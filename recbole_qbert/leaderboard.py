@@ -123,44 +123,79 @@ def _run_identity(spec: Spec, model: str, seed: int, config_file: Path):
     return config.run_hash, budget, run_inputs(config)
 
 
-def run_all(spec: Spec) -> None:
-    """Run every (model, seed) not already recorded with the current config, in order."""
+def _plan(spec: Spec, model: str, seed: int, tag: str) -> Optional[List[str]]:
+    """The command that (re)runs ``(model, seed)``, or None when its record is current."""
     from recbole_qbert.trainer import load_checkpoint
 
-    write_text(spec.out / "command.txt", command_line() + "\n")
-    jobs = [(m, s) for m in spec.models for s in spec.seeds]
-    for i, (model, seed) in enumerate(jobs, 1):
-        tag = f"[{i}/{len(jobs)}] {model} seed {seed}"
-        run_dir = spec.run_dir(model, seed)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config_file = run_dir / "leaderboard.yaml"
-        with atomic_open(config_file, "w", encoding="utf-8") as f:
-            yaml.safe_dump(spec.run_config(model, seed), f, sort_keys=True)
-        identity = _run_identity(spec, model, seed, config_file)
+    run_dir = spec.run_dir(model, seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_file = run_dir / "leaderboard.yaml"
+    with atomic_open(config_file, "w", encoding="utf-8") as f:
+        yaml.safe_dump(spec.run_config(model, seed), f, sort_keys=True)
+    identity = _run_identity(spec, model, seed, config_file)
 
-        record = _read_json(spec.record_path(model, seed))
-        if record and (record.get("config_hash"), record.get("budget"), record.get("inputs")) == identity:
-            print(f"{tag}: done, reusing {spec.record_path(model, seed)}", flush=True)
+    record = _read_json(spec.record_path(model, seed))
+    if record and (record.get("config_hash"), record.get("budget"), record.get("inputs")) == identity:
+        print(f"{tag}: done, reusing {spec.record_path(model, seed)}", flush=True)
+        return None
+    resume = False
+    last = run_dir / "last.pth"
+    if last.is_file():
+        state = load_checkpoint(last)
+        resume = (state.get("config_hash"), state.get("inputs")) == (identity[0], identity[2])
+        if not resume:
+            print(f"{tag}: config or input files changed since {last}, starting over", flush=True)
+            for stale in ("last.pth", "best.pth"):
+                (run_dir / stale).unlink(missing_ok=True)
+    print(f"{tag}: {'resuming' if resume else 'running'}", flush=True)
+    cmd = [sys.executable, str(PROJECT_ROOT / "run_recbole.py"), f"--model={spec.model_of(model)}",
+           f"--dataset={spec.dataset}", f"--config_files={' '.join(spec.config_files + [str(config_file)])}",
+           f"--checkpoint_dir={run_dir}", f"--record={spec.record_path(model, seed)}"]
+    return cmd + ["--resume"] if resume else cmd
+
+
+def run_all(spec: Spec, jobs: int = 1) -> None:
+    """Run every (model, seed) not already recorded with the current config, ``jobs`` at a time (with
+    ``jobs > 1`` each run's console output goes to ``<run dir>/console.log``)."""
+    write_text(spec.out / "command.txt", command_line() + "\n")
+    pairs = [(m, s) for m in spec.models for s in spec.seeds]
+    running: List[tuple] = []
+    failures: List[str] = []
+
+    def reap(block: bool) -> None:
+        for entry in list(running):
+            tag, proc, run_dir, log = entry
+            code = proc.wait() if block else proc.poll()
+            if code is None:
+                continue
+            running.remove(entry)
+            if log is not None:
+                log.close()
+            if code != 0:
+                failures.append(f"{tag} failed with exit status {code}; see {run_dir / 'run.log'}")
+            elif jobs > 1:
+                print(f"{tag}: finished", flush=True)
+            if block:
+                return
+
+    for i, (model, seed) in enumerate(pairs, 1):
+        tag = f"[{i}/{len(pairs)}] {model} seed {seed}"
+        cmd = _plan(spec, model, seed, tag)
+        if cmd is None:
             continue
-        resume = False
-        last = run_dir / "last.pth"
-        if last.is_file():
-            state = load_checkpoint(last)
-            resume = (state.get("config_hash"), state.get("inputs")) == (identity[0], identity[2])
-            if not resume:
-                print(f"{tag}: config or input files changed since {last}, starting over", flush=True)
-                for stale in ("last.pth", "best.pth"):
-                    (run_dir / stale).unlink(missing_ok=True)
-        print(f"{tag}: {'resuming' if resume else 'running'}", flush=True)
-        cmd = [sys.executable, str(PROJECT_ROOT / "run_recbole.py"), f"--model={spec.model_of(model)}",
-               f"--dataset={spec.dataset}", f"--config_files={' '.join(spec.config_files + [str(config_file)])}",
-               f"--checkpoint_dir={run_dir}", f"--record={spec.record_path(model, seed)}"]
-        if resume:
-            cmd.append("--resume")
-        code = subprocess.run(cmd).returncode
-        if code != 0:
-            raise QBertError(f"{tag} failed with exit status {code}; see {run_dir / 'run.log'}, fix it and "
-                             "rerun the same command to continue")
+        while len(running) >= jobs:
+            reap(block=True)
+        if failures and jobs == 1:
+            break
+        run_dir = spec.run_dir(model, seed)
+        log = open(run_dir / "console.log", "w", encoding="utf-8") if jobs > 1 else None
+        running.append((tag, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT if log else None),
+                        run_dir, log))
+    while running:
+        reap(block=True)
+    if failures:
+        raise QBertError(f"{failures[0]}" + (f" (and {len(failures) - 1} more)" if len(failures) > 1 else "")
+                         + "; fix it and rerun the same command to continue")
 
 
 # -- rendering ---------------------------------------------------------------------------------

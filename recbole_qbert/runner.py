@@ -165,6 +165,8 @@ def _run(model, dataset, config_files, overrides, run_dir: Path, resume: bool, r
     log = logging.getLogger()
     started = datetime.datetime.now().isoformat(timespec="seconds")
 
+    if config["cpu_threads"]:
+        torch.set_num_threads(int(config["cpu_threads"]))
     init_seed(config["seed"], config["reproducibility"])
     stats, train, valid, test = load_data(config, model_class)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])

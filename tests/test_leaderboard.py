@@ -40,8 +40,10 @@ def test_bad_spec(tmp_path, content, message):
 
 
 def test_runs_render_and_resume(tiny_data, tmp_path, in_tmp, capfd):
-    spec = make_spec(write_spec(tmp_path, tiny_data), tmp_path)
-    run_all(spec)
+    spec = make_spec(write_spec(tmp_path, tiny_data, cpu_threads=1), tmp_path)
+    run_all(spec, jobs=2)  # two runs at a time, each writing its console to its run folder
+    assert capfd.readouterr().out.count(": finished") == 4
+    assert (spec.run_dir("SASRec", 1) / "console.log").stat().st_size > 0
     paths = render(spec)
     assert [p.name for p in paths] == ["leaderboard.md", "leaderboard.csv", "runs.csv", "leaderboard.png"]
     assert all(p.stat().st_size > 0 for p in paths)
