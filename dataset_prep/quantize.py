@@ -4,6 +4,7 @@
                                           [--set key=value ...] [--report results/stage2/NAME.json]
                                           [--check-determinism]
     python -m dataset_prep.quantize train --dataset A --dataset B ...   # joint: one shared codebook
+    python -m dataset_prep.quantize shuffle --sid build/sid/NAME/NAME.sid --out build/sid/NAME-shuffled/NAME.sid
     python -m dataset_prep.quantize assign --checkpoint build/sid/NAME/NAME.rqvae.safetensors
                                            --features NEW.npz --out NEW.sid [--base-sid build/sid/NAME/NAME.sid]
 
@@ -14,7 +15,8 @@ resolves collisions, and writes build/sid/NAME/NAME.sid (+ .sid.json, .rqvae.saf
 dataset gets its own file with the same codebook sizes (cross-domain pretraining; see
 recbole_qbert/quantize/joint.py); ``--features`` then takes ``{dataset}`` in place of the name.
 ``assign`` gives NEW items codes from their features with the trained quantizer,
-without retraining (cold start).
+without retraining (cold start). ``shuffle`` deals a file's code tuples to its items in a random order
+(the random-ID ablation: same code structure, no content behind it).
 """
 import argparse
 import json
@@ -102,6 +104,20 @@ def _train(args) -> None:
     print(_summary(report))
 
 
+def _shuffle(args) -> None:
+    from recbole_qbert.semantic_ids import read_semantic_ids, shuffle_semantic_ids, write_semantic_ids
+
+    base = read_semantic_ids(args.sid)
+    shuffled = shuffle_semantic_ids(base, args.seed, source=str(args.out))
+    moved = float((shuffled.codes[:, 0] != base.codes[:, 0]).mean())
+    meta = {k: v for k, v in base.meta.items() if k in ("dataset", "collision_strategy", "n_quantized_levels")}
+    meta.update(kind="shuffled", shuffled_from={"path": str(args.sid), "sid_sha256": base.meta["sid_sha256"]},
+                seed=args.seed)
+    write_semantic_ids(args.out, shuffled, meta)
+    print(f"wrote {args.out}: the {len(base)} code tuples of {args.sid} dealt at random (seed {args.seed}); "
+          f"{moved:.1%} of items changed their first-level code")
+
+
 def _assign(args) -> None:
     from recbole_qbert.quantize.stage import assign_new_items
 
@@ -133,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--check-determinism", action="store_true",
                        help="train a second time with the same seed and record whether the codes are identical")
     train.add_argument("--quiet", action="store_true", help="no per-epoch log")
+    shuffle = sub.add_parser("shuffle", help="random-ID ablation: deal a file's code tuples to its items at random")
+    shuffle.add_argument("--sid", type=Path, required=True, help="semantic-ID file to shuffle")
+    shuffle.add_argument("--out", type=Path, required=True, help="semantic-ID file to write")
+    shuffle.add_argument("--seed", type=int, default=2020)
     assign = sub.add_parser("assign", help="codes for new items from a trained quantizer (cold start)")
     assign.add_argument("--checkpoint", type=Path, required=True, help="<name>.rqvae.safetensors from train")
     assign.add_argument("--features", type=Path, action="append", required=True,
@@ -150,10 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: List[str]) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(argv)
-    if args.command == "train":
-        _train(args)
-    else:
-        _assign(args)
+    {"train": _train, "shuffle": _shuffle, "assign": _assign}[args.command](args)
     return 0
 
 

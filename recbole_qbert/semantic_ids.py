@@ -225,3 +225,11 @@ def read_semantic_ids(path: PathLike, *, dataset: Optional[str] = None,
     if tokens is not None:
         sid.check_items(tokens, f"dataset '{dataset}'" if dataset else "the dataset")
     return sid
+
+
+def shuffle_semantic_ids(sid: SemanticIDs, seed: int, source: str = "shuffled") -> SemanticIDs:
+    """The same code tuples dealt to the items in a random order: every structural property (levels,
+    code frequencies, prefix sharing, uniqueness) is kept while the link between an item's content and
+    its codes is destroyed. The "random IDs" ablation of the semantic IDs."""
+    order = np.random.default_rng(seed).permutation(len(sid))
+    return SemanticIDs(sid.tokens, sid.codes[order], sid.codebook_sizes, source=source)

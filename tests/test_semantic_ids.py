@@ -101,6 +101,19 @@ def test_coverage_and_dataset_checks(tmp_path):
         read_semantic_ids(path, dataset="other")
 
 
+def test_shuffled_ids_keep_the_code_structure_but_not_the_items(tmp_path, capsys):
+    tokens = [f"t{i:02d}" for i in range(40)]
+    codes = np.array([[i % 4, i // 4] for i in range(40)])
+    path = tmp_path / "d.sid"
+    write_semantic_ids(path, SemanticIDs(tokens, codes, [4, 10]), {"dataset": "d"})
+    assert quantize.main(["shuffle", "--sid", str(path), "--out", str(tmp_path / "r.sid"), "--seed", "1"]) == 0
+    assert "changed their first-level code" in capsys.readouterr().out
+    base, shuffled = read_semantic_ids(path), read_semantic_ids(tmp_path / "r.sid", dataset="d", tokens=tokens)
+    assert sorted(map(tuple, shuffled.codes.tolist())) == sorted(map(tuple, base.codes.tolist()))
+    assert (shuffled.codes != base.codes).any(axis=1).mean() > 0.8
+    assert shuffled.meta["kind"] == "shuffled" and shuffled.codebook_sizes == [4, 10]
+
+
 def test_invalid_semantic_ids_are_never_written(tmp_path):
     with pytest.raises(QBertError, match="duplicate code tuples"):
         write_semantic_ids(tmp_path / "x.sid", sid(codes=((0, 1), (0, 1), (1, 1))))
