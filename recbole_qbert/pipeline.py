@@ -13,7 +13,7 @@ own process::
 
 A step's identity is the SHA-256 of its command, of every file under its inputs, of the settings file its
 module reads by default and of the module's own source code. After a step succeeds, a stamp
-(``build/pipeline/<name>/<step>.json``) records that identity and the hash of every output file. The next
+(``build/pipeline/<dataset>/<step>.json``, shared by the pipelines of one dataset) records that identity and the hash of every output file. The next
 run skips the step while the identity is the same and the outputs are still there, unchanged. The
 leaderboard then reuses each finished (model, seed) run whose config and input files are unchanged.
 
@@ -119,7 +119,7 @@ def load_pipeline(path) -> Pipeline:
         raise QBertError(f"{path}: leaderboard spec {board} does not exist")
     name = str(data.get("name") or Path(path).stem)
     return Pipeline(name, dataset, steps, _project_path(board) if board else None, str(path),
-                    stamps=PROJECT_ROOT / "build" / "pipeline" / name,
+                    stamps=PROJECT_ROOT / "build" / "pipeline" / dataset,
                     report=PROJECT_ROOT / "results" / "pipeline" / f"{name}.json")
 
 
