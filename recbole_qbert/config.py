@@ -187,7 +187,7 @@ def plain_config(config) -> dict:
 # Keys that say where or how verbosely a run happens, not what it computes.
 _NON_SEMANTIC_KEYS = {"seed", "data_path", "checkpoint_dir", "show_progress", "state", "device", "gpu_id",
                       "use_gpu", "local_rank", "single_spec", "worker", "train_budget_s", "epochs",
-                      "nproc", "world_size", "ip", "port", "offset", "cpu_threads"}
+                      "nproc", "world_size", "ip", "port", "offset", "cpu_threads", "train_budget_clock"}
 
 
 def config_hash(config) -> str:

@@ -119,6 +119,7 @@ def _run_identity(spec: Spec, model: str, seed: int, config_file: Path):
     config = build_config(resolve_model(name), spec.dataset, spec.config_files + [str(config_file)],
                           own_model=is_own_model(name))
     budget = {"epochs": config["epochs"], "train_budget_s": config["train_budget_s"],
+                  "train_budget_clock": config["train_budget_clock"],
               "stopping_step": config["stopping_step"]}
     return config.run_hash, budget, run_inputs(config)
 
@@ -252,7 +253,7 @@ def render_markdown(spec: Spec, rows: List[dict], by_model: Dict[str, List[dict]
     first = next(iter(by_model.values()))[0]
     budget = first["budget"]
     budget_text = (f"at most {budget['epochs']} epochs, early stopping after {budget['stopping_step']} "
-                   f"evaluations without gain" + (f", at most {budget['train_budget_s']} s of training per run"
+                   f"evaluations without gain" + (f", at most {budget['train_budget_s']} {'CPU ' if budget.get('train_budget_clock') == 'cpu' else ''}s of training per run"
                                                   if budget["train_budget_s"] else ""))
     machines = sorted({machine_summary(r["machine"]) for rs in by_model.values() for r in rs})
     commits = sorted({r["git_commit"] for rs in by_model.values() for r in rs})

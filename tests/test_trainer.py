@@ -78,6 +78,15 @@ def test_budget_cuts_the_epoch_that_spends_it_and_stops(tiny_data, tmp_path, in_
     assert record["test"]["ndcg@10"] >= 0
 
 
+def test_cpu_clock_budget_counts_this_process_cpu_seconds(tiny_data, tmp_path, in_tmp):
+    record = tiny_run(tiny_data, tmp_path / "run", epochs=50, train_budget_s=0.2, train_budget_clock="cpu")
+    assert record["stop_reason"] == "budget" and record["budget"]["train_budget_clock"] == "cpu"
+    cpu = sum(h["train_cpu_s"] for h in record["history"])
+    assert 0.2 <= cpu < 0.2 + max(h["train_cpu_s"] for h in record["history"]) + 0.5
+    with pytest.raises(QBertError, match="train_budget_clock must be one of"):
+        tiny_run(tiny_data, tmp_path / "bad", epochs=1, train_budget_s=1, train_budget_clock="moon")
+
+
 def test_budgeted_batches_yield_all_before_the_deadline_and_at_least_one():
     from recbole_qbert.trainer import BudgetedBatches
 
