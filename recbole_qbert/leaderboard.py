@@ -181,13 +181,13 @@ def run_all(spec: Spec, jobs: int = 1) -> None:
 
     for i, (model, seed) in enumerate(pairs, 1):
         tag = f"[{i}/{len(pairs)}] {model} seed {seed}"
-        cmd = _plan(spec, model, seed, tag)
-        if cmd is None:
-            continue
         while len(running) >= jobs:
             reap(block=True)
         if failures and jobs == 1:
             break
+        cmd = _plan(spec, model, seed, tag)
+        if cmd is None:
+            continue
         run_dir = spec.run_dir(model, seed)
         log = open(run_dir / "console.log", "w", encoding="utf-8") if jobs > 1 else None
         running.append((tag, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT if log else None),
