@@ -78,7 +78,8 @@ def command_line() -> str:
 
 def run_inputs(config) -> dict:
     """SHA-256 of the files a run reads: the dataset's atomic files and, for models on semantic IDs,
-    the ``.sid`` file. A leaderboard reuses a record only while these are unchanged."""
+    the ``.sid`` file and any pretrained checkpoint. A leaderboard reuses a record only while these are
+    unchanged."""
     from recbole_qbert.safe_io import sha256_file
 
     folder = Path(config["data_path"])
@@ -92,5 +93,9 @@ def run_inputs(config) -> dict:
 
         path = resolve_sid_path(config["sid_file"], config["dataset"])
         inputs["sid"] = sha256_file(path) if path.is_file() else None
+    if "pretrained_checkpoint" in config and config["pretrained_checkpoint"]:
+        path = Path(config["pretrained_checkpoint"])
+        path = path if path.is_absolute() or path.exists() else PROJECT_ROOT / path  # as load_pretrained
+        inputs["pretrained_checkpoint"] = sha256_file(path) if path.is_file() else None
     return inputs
 
