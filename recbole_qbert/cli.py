@@ -119,11 +119,15 @@ def pipeline_main(argv: List[str]) -> int:
     parser.add_argument("spec", help="pipeline YAML, e.g. properties/pipeline/ml-100k.yaml")
     parser.add_argument("--force", action="append", default=[], metavar="STEP", help="rerun this step (repeatable)")
     parser.add_argument("--no-leaderboard", action="store_true", help="stop after the stage steps")
+    parser.add_argument("--jobs", type=int, default=1, help="leaderboard runs at a time (see qbert-leaderboard)")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        raise QBertError(f"--jobs must be at least 1, got {args.jobs}")
 
     from recbole_qbert.pipeline import load_pipeline, run_pipeline
 
-    report = run_pipeline(load_pipeline(args.spec), force=args.force, leaderboard=not args.no_leaderboard)
+    report = run_pipeline(load_pipeline(args.spec), force=args.force, leaderboard=not args.no_leaderboard,
+                          jobs=args.jobs)
     done = ", ".join(f"{s['step']} {'reused' if s['reused'] else str(s['seconds']) + ' s'}" for s in report["steps"])
     print(f"pipeline {report['pipeline']}: {done}; leaderboard {report['leaderboard_s']} s; "
           f"total {report['total_s']} s")

@@ -195,7 +195,8 @@ def run_step(step: Step, log_file: Path) -> Dict:
     return {"seconds": round(time.perf_counter() - start, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
 
 
-def run_pipeline(pipeline: Pipeline, *, force: Optional[List[str]] = None, leaderboard: bool = True) -> Dict:
+def run_pipeline(pipeline: Pipeline, *, force: Optional[List[str]] = None, leaderboard: bool = True,
+                 jobs: int = 1) -> Dict:
     """Run the steps that are not current, then the leaderboard; returns (and saves) the run's figures."""
     from recbole_qbert.run_record import command_line, git_commit, machine_info
 
@@ -226,7 +227,7 @@ def run_pipeline(pipeline: Pipeline, *, force: Optional[List[str]] = None, leade
         print(f"leaderboard: {_shown(pipeline.leaderboard)}", flush=True)
         t0 = time.perf_counter()
         spec = load_spec(pipeline.leaderboard)
-        run_all(spec)
+        run_all(spec, jobs=jobs)
         for path in render(spec):
             print(f"wrote {_shown(path)}")
         board_s = round(time.perf_counter() - t0, 1)
