@@ -73,13 +73,38 @@ def prefix_stats(codes: np.ndarray) -> Dict[str, Dict[str, float]]:
     return out
 
 
+def _rank_within_groups(codes: np.ndarray, priority: Optional[np.ndarray]) -> Tuple[np.ndarray, int]:
+    """The extra level without existing tuples, vectorised (a million items in about a second): each
+    item's rank, in priority order, among the items sharing its tuple."""
+    n = len(codes)
+    if n == 0:
+        return np.zeros((0, codes.shape[1] + 1), dtype=np.int64), 1
+    dims = codes.max(axis=0) + 1
+    if np.prod(dims.astype(np.float64)) < 2.0 ** 62:  # one integer per tuple: a much faster unique
+        _, group = np.unique(np.ravel_multi_index(codes.T, dims), return_inverse=True)
+    else:
+        _, group = np.unique(codes, axis=0, return_inverse=True)
+    group = group.reshape(-1)
+    order = _order(n, priority)
+    order = order[np.argsort(group[order], kind="stable")]  # by group, priority order inside each
+    sorted_groups = group[order]
+    starts = np.flatnonzero(np.r_[True, sorted_groups[1:] != sorted_groups[:-1]])
+    rank = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
+    extra = np.empty(n, dtype=np.int64)
+    extra[order] = rank
+    return np.concatenate([codes, extra[:, None]], axis=1), int(extra.max()) + 1
+
+
 def resolve_extra_level(codes: np.ndarray, priority: Optional[np.ndarray] = None,
                         taken: Optional[Iterable[Sequence[int]]] = None) -> Tuple[np.ndarray, int]:
     """Append the disambiguation level. ``taken``: existing ``L+1``-tuples (for new items added to a
     finished assignment), whose extra codes are skipped. Returns ``(codes (n, L+1), extra level size)``."""
     codes = np.asarray(codes, dtype=np.int64)
+    taken = list(taken or ())
+    if not taken:
+        return _rank_within_groups(codes, priority)
     used: Dict[Tuple[int, ...], Set[int]] = defaultdict(set)
-    for t in taken or ():
+    for t in taken:
         used[tuple(int(c) for c in t[:-1])].add(int(t[-1]))
     extra = np.zeros(len(codes), dtype=np.int64)
     for i in _order(len(codes), priority):
