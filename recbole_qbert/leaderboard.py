@@ -25,6 +25,7 @@ from recbole_qbert.safe_io import atomic_open, write_text
 SPEC_KEYS = {"name", "dataset", "models", "seeds", "config_files", "config", "model_config"}
 METRICS = [f"{m}@{k}" for m in ("recall", "ndcg", "mrr") for k in (5, 10, 20)]
 HEADLINE = ["ndcg@10", "recall@10"]
+SUBSET_METRICS = ["subset ndcg@10", "subset recall@10"]  # test events whose target is in test_subset_items
 
 
 @dataclass
@@ -224,6 +225,11 @@ def summarise(by_model: Dict[str, List[dict]]) -> List[dict]:
         for metric in METRICS:
             row[metric] = _mean_std([r["test"][metric] for r in records])
         row["valid ndcg@10"] = _mean_std([r["valid"].get("ndcg@10", float("nan")) for r in records])
+        subsets = [(r.get("test_subset") or {}).get("metrics") or {} for r in records]
+        if all(subsets):
+            for metric in SUBSET_METRICS:
+                row[metric] = _mean_std([m[metric.split(" ")[1]] for m in subsets])
+            row["subset events"] = records[0]["test_subset"]["events"]
         for key in ("best_epoch", "epochs_trained", "train_s_per_epoch", "eval_s"):
             row[key] = statistics.fmean(float(r[key] if r[key] is not None else "nan") for r in records)
         row["peak_rss_mb"] = max(r["peak_memory"]["rss_mb"] for r in records)
@@ -236,8 +242,12 @@ def _fmt(mean: float, std: float) -> str:
     return f"{mean:.4f}" if math.isnan(std) else f"{mean:.4f} ± {std:.4f}"
 
 
+def _metric_columns(rows: List[dict]) -> List[str]:
+    return METRICS + ["valid ndcg@10"] + [m for m in SUBSET_METRICS if all(m in r for r in rows)]
+
+
 def render_markdown(spec: Spec, rows: List[dict], by_model: Dict[str, List[dict]]) -> str:
-    metric_cols = METRICS + ["valid ndcg@10"]
+    metric_cols = _metric_columns(rows)
     best = {m: max(r[m][0] for r in rows) for m in metric_cols}
     head = ["Model", "runs"] + [m.replace("recall", "Recall").replace("ndcg", "NDCG").replace("mrr", "MRR")
                                 for m in metric_cols] + ["best epoch", "epochs", "s/epoch", "eval s", "peak MiB", "stopped by"]
@@ -270,6 +280,9 @@ def render_markdown(spec: Spec, rows: List[dict], by_model: Dict[str, List[dict]
         *lines,
         "",
         f"- Budget: {budget_text}.",
+        *([f"- Subset columns: the {first['test_subset']['events']} test events whose target is one of the "
+           f"{first['test_subset']['items']} items of {first['test_subset']['items_file']}."]
+          if any(m in metric_cols for m in SUBSET_METRICS) else []),
         f"- Machine: {'; '.join(machines)}. Commit: {', '.join(commits)}.",
         f"- Reproduce: `{command}`",
         "",
@@ -282,7 +295,7 @@ def render_csv(rows: List[dict]) -> str:
 
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    metric_cols = METRICS + ["valid ndcg@10"]
+    metric_cols = _metric_columns(rows)
     writer.writerow(["model", "runs"] + [f"{m}_{s}" for m in metric_cols for s in ("mean", "std")]
                     + ["best_epoch", "epochs_trained", "train_s_per_epoch", "eval_s", "peak_rss_mb", "stopped_by"])
     for r in rows:

@@ -93,6 +93,10 @@ def run_inputs(config) -> dict:
 
         path = resolve_sid_path(config["sid_file"], config["dataset"])
         inputs["sid"] = sha256_file(path) if path.is_file() else None
+    if config["test_subset_items"]:
+        path = Path(config["test_subset_items"])
+        path = path if path.is_absolute() or path.exists() else PROJECT_ROOT / path
+        inputs["test_subset_items"] = sha256_file(path) if path.is_file() else None
     if "pretrained_checkpoint" in config and config["pretrained_checkpoint"]:
         path = Path(config["pretrained_checkpoint"])
         path = path if path.is_absolute() or path.exists() else PROJECT_ROOT / path  # as load_pretrained

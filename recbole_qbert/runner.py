@@ -86,6 +86,32 @@ def load_data(config, model_class):
     return stats, train, valid, test
 
 
+def evaluate_subset(config, trainer, test) -> dict:
+    """Test metrics over the test events whose target is in ``config['test_subset_items']``, by
+    RecBole's full-ranking evaluator on a copy of the test set holding only those events."""
+    import torch
+    from recbole.data.dataloader import FullSortEvalDataLoader
+
+    from recbole_qbert.data.cold_start import read_item_list
+
+    path = config["test_subset_items"]
+    dataset = test._dataset
+    field = dataset.iid_field
+    tokens = read_item_list(path)
+    known = set(dataset.field2token_id[field])
+    unknown = [t for t in tokens if t not in known]
+    if unknown:
+        raise QBertError(f"{path}: {len(unknown)} items are not in dataset '{config['dataset']}' (e.g. {unknown[0]})")
+    ids = torch.as_tensor(dataset.token2id(field, tokens))
+    rows = torch.isin(dataset.inter_feat[field], ids)
+    if not rows.any():
+        return {"items_file": str(path), "items": len(tokens), "events": 0, "metrics": {}}
+    loader = FullSortEvalDataLoader(config, dataset.copy(dataset.inter_feat[rows]), test._sampler, shuffle=False)
+    result = trainer.evaluate(loader, load_best_model=False, show_progress=False)
+    return {"items_file": str(path), "items": len(tokens), "events": int(rows.sum()),
+            "metrics": {k: float(v) for k, v in result.items()}}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -180,6 +206,8 @@ def _run(model, dataset, config_files, overrides, run_dir: Path, resume: bool, r
     test_result = trainer.evaluate(test, load_best_model=True, show_progress=config["show_progress"])
     eval_s, eval_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
 
+    subset = evaluate_subset(config, trainer, test) if config["test_subset_items"] else None
+
     history = trainer.history
     trained = [h for h in history if "train_s" in h]
     evaluated = [h for h in history if "valid_s" in h]
@@ -195,6 +223,7 @@ def _run(model, dataset, config_files, overrides, run_dir: Path, resume: bool, r
                    "stopping_step": config["stopping_step"]},
         "valid": {k: float(v) for k, v in (trainer.best_valid_result or {}).items()},
         "test": {k: float(v) for k, v in test_result.items()},
+        "test_subset": subset,
         "best_epoch": trainer.best_epoch,
         "epochs_trained": round(epochs, 3),
         "stop_reason": trainer.stop_reason,

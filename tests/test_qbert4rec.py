@@ -30,6 +30,20 @@ def test_trains_on_one_sequence_per_user_and_evaluates_with_recbole(tiny_data, s
     assert record["epochs_trained"] == 2 and set(record["test"]) >= {"ndcg@10", "recall@10", "mrr@10"}
 
 
+def test_codes_only_model_has_no_per_item_parameters(tiny_data, sid_file, tmp_path, in_tmp):
+    """Without the ID embedding an item is its codes: nothing is indexed by item id, so an item never
+    seen in training scores exactly like a trained item with the same codes would."""
+    qbert(tiny_data, sid_file, tmp_path / "codes", epochs=1)
+    qbert(tiny_data, sid_file, tmp_path / "ids", epochs=1, use_id_embedding=True)
+    from recbole_qbert.trainer import load_checkpoint
+
+    codes = load_checkpoint(tmp_path / "codes" / "best.pth")["state_dict"]
+    ids = load_checkpoint(tmp_path / "ids" / "best.pth")["state_dict"]
+    n_items = ids["id_embedding.weight"].shape[0]
+    assert not [k for k, v in codes.items() if v.ndim and v.shape[0] == n_items], "per-item tensors in codes-only"
+    assert ids["output_bias"].shape == (n_items,)
+
+
 def test_pretrain_then_finetune_with_frozen_parts(tiny_data, sid_file, tmp_path, in_tmp):
     qbert(tiny_data, sid_file, tmp_path / "pre", epochs=1)
     record = qbert(tiny_data, sid_file, tmp_path / "ft", epochs=1, train_stage="finetune",

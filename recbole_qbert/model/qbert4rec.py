@@ -70,10 +70,17 @@ class QBERT4Rec(SequentialRecommender):
             layer_norm_eps=config["layer_norm_eps"])
         self.LayerNorm = nn.LayerNorm(self.hidden_size, eps=config["layer_norm_eps"])
         self.dropout = nn.Dropout(config["hidden_dropout_prob"])
-        self.output_bias = nn.Parameter(torch.zeros(self.n_items))
+        # score bias: per item next to an ID embedding; otherwise per code, summed over levels, so that an
+        # item is its codes alone (a per-item bias of an item never seen as a target is only ever pushed
+        # down, which would bury exactly the cold items the codes are meant to reach)
+        self.output_bias = nn.Parameter(torch.zeros(self.n_items)) if self.id_embedding is not None else None
+        self.code_biases = None if self.id_embedding is not None else nn.ModuleList(
+            nn.Embedding(size + 1, 1, padding_idx=0) for size in self.codebook_sizes)
         self.initializer_range = config["initializer_range"]
         self.apply(self._init_weights)
         nn.init.normal_(self.mask_embedding, std=self.initializer_range)
+        for table in self.code_biases or ():
+            nn.init.zeros_(table.weight)
 
         self.finetune_from = config["finetune_from"]
         if self.finetune_from is not None and (self.train_stage != "pretrain" or not 0 < self.finetune_from < 1):
@@ -118,6 +125,13 @@ class QBERT4Rec(SequentialRecommender):
             emb = emb + self.id_embedding(items)
         return emb
 
+    def all_item_biases(self) -> torch.Tensor:
+        """``(n_items,)`` score bias of every item: its own, or the sum of its codes' biases."""
+        if self.output_bias is not None:
+            return self.output_bias
+        codes = self.item_codes  # (n_items, n_levels)
+        return sum(table(codes[:, level]).squeeze(-1) for level, table in enumerate(self.code_biases))
+
     def all_item_embeddings(self) -> torch.Tensor:
         """``(n_items, H)``, row 0 the padding item."""
         return self.item_embeddings(torch.arange(self.n_items, device=self.item_codes.device))
@@ -158,7 +172,7 @@ class QBERT4Rec(SequentialRecommender):
 
     def _scores(self, hidden: torch.Tensor) -> torch.Tensor:
         """Hidden states ``(N, H)`` -> scores over the catalogue ``(N, n_items)``; the padding item never wins."""
-        scores = hidden @ self.all_item_embeddings().T + self.output_bias
+        scores = hidden @ self.all_item_embeddings().T + self.all_item_biases()
         scores[:, 0] = float("-inf")
         return scores
 

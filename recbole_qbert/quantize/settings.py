@@ -74,6 +74,7 @@ SCHEMA: Dict[str, Callable] = {
     "features": _paths,
     "absent_items": _choice(("error", "zeros")),
     "sid_file": _optional_str,
+    "holdout_items": _optional_str,
     "n_levels": _int(1),
     "codebook_size": _int(1),
     "code_dim": _int(1),

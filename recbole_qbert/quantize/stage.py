@@ -81,16 +81,29 @@ def load_features(paths: Sequence[Path], tokens: Optional[Sequence[str]] = None,
     return table
 
 
-def quantize(matrix: np.ndarray, settings: Dict, *, log: Optional[Log] = None) -> Dict:
-    """Train, assign and resolve; returns the model, codes and figures (no files written)."""
-    trained = train_rqvae(matrix, settings, log=log)
+def quantize(matrix: np.ndarray, settings: Dict, *, log: Optional[Log] = None,
+             held_out: Optional[np.ndarray] = None) -> Dict:
+    """Train, assign and resolve; returns the model, codes and figures (no files written).
+
+    ``held_out`` ``(n,)`` bool: rows the quantizer does not train on; they are coded afterwards and their
+    collisions resolved around the trained rows' tuples, exactly as new items would be."""
+    held_out = np.zeros(len(matrix), dtype=bool) if held_out is None else held_out
+    trained = train_rqvae(matrix[~held_out], settings, log=log)
     model = trained.model
     start = time.perf_counter()
     assignment = assign_codes(model, matrix)
     sizes = [settings["codebook_size"]] * settings["n_levels"]
     before = collision_stats(assignment.codes)
-    resolved, extra = resolve(assignment.codes, settings["collision_strategy"], priority=assignment.priority,
-                              candidates=assignment.candidates)
+    strategy = settings["collision_strategy"]
+    resolved = np.zeros((len(matrix), settings["n_levels"] + (strategy == "extra_level")), dtype=np.int64)
+    extra = None
+    taken = []
+    for rows in (~held_out, held_out):
+        if rows.any():
+            resolved[rows], size = resolve(assignment.codes[rows], strategy, priority=assignment.priority[rows],
+                                           candidates=assignment.candidates[rows], taken=taken)
+            taken = resolved[rows].tolist()
+            extra = size if extra is None or size is None else max(extra, size)
     if extra is not None:
         sizes = sizes + [extra]
     return {
@@ -136,7 +149,17 @@ def run_train(dataset: str, settings: Dict, *, data_path: Optional[str] = None,
         f"{table.meta['content_hash']})")
     load_s = time.perf_counter() - t0
 
-    result = quantize(table.matrix, settings, log=log)
+    held_out = None
+    if settings.get("holdout_items"):
+        from recbole_qbert.data.cold_start import read_item_list
+
+        holdout = set(read_item_list(settings["holdout_items"]))
+        unknown = sorted(holdout - set(table.tokens.tolist()))
+        if unknown:
+            raise QBertError(f"{settings['holdout_items']}: {len(unknown)} items are not in '{dataset}' (e.g. {unknown[0]})")
+        held_out = np.isin(table.tokens, sorted(holdout))
+        log(f"holding out {int(held_out.sum())} items from the quantizer's training")
+    result = quantize(table.matrix, settings, log=log, held_out=held_out)
     sizes = result["codebook_sizes"]
     meta = sid_meta(dataset, table, settings)
     sid = SemanticIDs(table.tokens, result["resolved"], sizes, source=str(sid_path))
@@ -178,7 +201,7 @@ def run_train(dataset: str, settings: Dict, *, data_path: Optional[str] = None,
     report["time_s"]["total"] = round(time.perf_counter() - t0, 2)  # without the determinism re-run
     if check_determinism:
         t2 = time.perf_counter()
-        again = quantize(table.matrix, settings)
+        again = quantize(table.matrix, settings, held_out=held_out)
         sid2 = SemanticIDs(table.tokens, again["resolved"], again["codebook_sizes"])
         digest = hashlib.sha256(sid2.render()).hexdigest()
         report["determinism"] = {
