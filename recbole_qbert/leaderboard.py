@@ -348,8 +348,39 @@ def render_plot(spec: Spec, rows: List[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def render_curves(spec: Spec, by_model: Dict[str, List[dict]], path: Path) -> None:
+    """Validation NDCG@10 against training seconds (on the budget's clock), one line per run: how fast
+    each model learns under the same budget."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    clock = "cpu" if next(iter(by_model.values()))[0]["budget"].get("train_budget_clock") == "cpu" else "wall"
+    for i, (model, records) in enumerate(by_model.items()):
+        for j, r in enumerate(records):
+            spent, xs, ys = 0.0, [], []
+            for h in r["history"]:
+                spent += h.get("train_cpu_s" if clock == "cpu" else "train_s", 0.0)
+                if "valid" in h:
+                    xs.append(spent)
+                    ys.append(h["valid"].get("ndcg@10", float("nan")))
+            ax.plot(xs, ys, marker=".", color=colors[i % len(colors)], alpha=0.8, label=model if j == 0 else None)
+    ax.set_xlabel(f"training seconds ({'CPU' if clock == 'cpu' else 'wall clock'})")
+    ax.set_ylabel("validation NDCG@10")
+    ax.set_title(f"{spec.dataset}: {spec.name}, one line per seed")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
+    plt.close(fig)
+
+
 def render(spec: Spec) -> List[Path]:
-    """Write ``leaderboard.md``, ``leaderboard.csv``, ``runs.csv`` and ``leaderboard.png`` into ``spec.out``."""
+    """Write ``leaderboard.md``, ``leaderboard.csv``, ``runs.csv``, ``leaderboard.png`` and
+    ``curves.png`` (validation curves) into ``spec.out``."""
     by_model = collect(spec)
     if not by_model:
         raise QBertError(f"{spec.out / 'records'}: no finished runs to render yet")
@@ -360,4 +391,6 @@ def render(spec: Spec) -> List[Path]:
     write_text(paths[1], render_csv(rows))
     write_text(paths[2], render_runs_csv(by_model))
     render_plot(spec, rows, paths[3])
+    paths.append(spec.out / "curves.png")
+    render_curves(spec, by_model, paths[4])
     return paths

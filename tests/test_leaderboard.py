@@ -45,7 +45,8 @@ def test_runs_render_and_resume(tiny_data, tmp_path, in_tmp, capfd):
     assert capfd.readouterr().out.count(": finished") == 4
     assert (spec.run_dir("SASRec", 1) / "console.log").stat().st_size > 0
     paths = render(spec)
-    assert [p.name for p in paths] == ["leaderboard.md", "leaderboard.csv", "runs.csv", "leaderboard.png"]
+    assert [p.name for p in paths] == ["leaderboard.md", "leaderboard.csv", "runs.csv", "leaderboard.png",
+                                       "curves.png"]
     assert all(p.stat().st_size > 0 for p in paths)
     records = collect(spec)
     assert {m: [r["seed"] for r in rs] for m, rs in records.items()} == {"SASRec": [1, 2], "BERT4Rec": [1, 2]}
