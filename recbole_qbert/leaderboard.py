@@ -230,7 +230,7 @@ def summarise(by_model: Dict[str, List[dict]]) -> List[dict]:
             for metric in SUBSET_METRICS:
                 row[metric] = _mean_std([m[metric.split(" ")[1]] for m in subsets])
             row["subset events"] = records[0]["test_subset"]["events"]
-        for key in ("best_epoch", "epochs_trained", "train_s_per_epoch", "eval_s"):
+        for key in ("best_epoch", "epochs_trained", "train_s_per_epoch", "train_cpu_s_per_epoch", "eval_s"):
             row[key] = statistics.fmean(float(r[key] if r[key] is not None else "nan") for r in records)
         row["peak_rss_mb"] = max(r["peak_memory"]["rss_mb"] for r in records)
         row["stop"] = ", ".join(sorted({r["stop_reason"] or "?" for r in records}))
@@ -250,7 +250,7 @@ def render_markdown(spec: Spec, rows: List[dict], by_model: Dict[str, List[dict]
     metric_cols = _metric_columns(rows)
     best = {m: max(r[m][0] for r in rows) for m in metric_cols}
     head = ["Model", "runs"] + [m.replace("recall", "Recall").replace("ndcg", "NDCG").replace("mrr", "MRR")
-                                for m in metric_cols] + ["best epoch", "epochs", "s/epoch", "eval s", "peak MiB", "stopped by"]
+                                for m in metric_cols] + ["best epoch", "epochs", "s/epoch", "CPU s/epoch", "eval s", "peak MiB", "stopped by"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["model"], str(r["runs"])]
@@ -258,6 +258,7 @@ def render_markdown(spec: Spec, rows: List[dict], by_model: Dict[str, List[dict]
             text = _fmt(*r[m])
             cells.append(f"**{text}**" if r[m][0] == best[m] else text)
         cells += [f"{r['best_epoch']:.1f}", f"{r['epochs_trained']:.1f}", f"{r['train_s_per_epoch']:.1f}",
+                  f"{r['train_cpu_s_per_epoch']:.1f}",
                   f"{r['eval_s']:.1f}", f"{r['peak_rss_mb']:.0f}", r["stop"]]
         lines.append("| " + " | ".join(cells) + " |")
     first = next(iter(by_model.values()))[0]
@@ -297,10 +298,12 @@ def render_csv(rows: List[dict]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     metric_cols = _metric_columns(rows)
     writer.writerow(["model", "runs"] + [f"{m}_{s}" for m in metric_cols for s in ("mean", "std")]
-                    + ["best_epoch", "epochs_trained", "train_s_per_epoch", "eval_s", "peak_rss_mb", "stopped_by"])
+                    + ["best_epoch", "epochs_trained", "train_s_per_epoch", "train_cpu_s_per_epoch", "eval_s",
+                       "peak_rss_mb", "stopped_by"])
     for r in rows:
         writer.writerow([r["model"], r["runs"]] + [f"{v:.6f}" for m in metric_cols for v in r[m]]
-                        + [f"{r[k]:.2f}" for k in ("best_epoch", "epochs_trained", "train_s_per_epoch", "eval_s")]
+                        + [f"{r[k]:.2f}" for k in ("best_epoch", "epochs_trained", "train_s_per_epoch",
+                                                   "train_cpu_s_per_epoch", "eval_s")]
                         + [f"{r['peak_rss_mb']:.0f}", r["stop"]])
     return buf.getvalue()
 
