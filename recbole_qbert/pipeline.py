@@ -160,19 +160,20 @@ def _stamp_path(pipeline: Pipeline, step: Step) -> Path:
     return pipeline.stamps / f"{step.name}.json"
 
 
-def is_current(pipeline: Pipeline, step: Step, identity: str) -> bool:
+def current_stamp(pipeline: Pipeline, step: Step, identity: str) -> Optional[Dict]:
+    """The step's stamp when it matches ``identity`` and the outputs are intact, else None."""
     import json
 
     try:
         stamp = json.loads(_stamp_path(pipeline, step).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
+        return None
     if stamp.get("identity") != identity:
-        return False
+        return None
     try:
-        return file_hashes(step.outputs, "output", step.name) == stamp.get("outputs")
+        return stamp if file_hashes(step.outputs, "output", step.name) == stamp.get("outputs") else None
     except QBertError:
-        return False
+        return None
 
 
 def run_step(step: Step, log_file: Path) -> Dict:
@@ -209,9 +210,11 @@ def run_pipeline(pipeline: Pipeline, *, force: Optional[List[str]] = None, leade
     for i, step in enumerate(pipeline.steps, 1):
         tag = f"[{i}/{len(pipeline.steps)}] {step.name}"
         identity = step_identity(step)
-        if step.name not in force and is_current(pipeline, step, identity):
+        stamp = None if step.name in force else current_stamp(pipeline, step, identity)
+        if stamp is not None:
             print(f"{tag}: inputs unchanged, reusing {', '.join(_shown(p) for p in step.outputs)}", flush=True)
-            figures.append({"step": step.name, "reused": True})
+            figures.append({"step": step.name, "reused": True, "made": {k: stamp.get(k) for k in
+                                                                        ("seconds", "peak_rss_mb", "finished")}})
             continue
         print(f"{tag}: {' '.join(map(shlex.quote, step.run))}", flush=True)
         _stamp_path(pipeline, step).unlink(missing_ok=True)  # a failed rerun must not look current

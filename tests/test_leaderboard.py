@@ -82,7 +82,7 @@ def test_interrupted_and_changed_runs(tiny_data, tmp_path, in_tmp, capfd):
     spec.config["hidden_size"] = 16
     spec.config["inner_size"] = 16
     run_all(spec)
-    assert "config changed" in capfd.readouterr().out
+    assert "config or input files changed" in capfd.readouterr().out
     assert collect(spec)["SASRec"][0]["config_hash"] != first["config_hash"]
 
 

@@ -43,7 +43,8 @@ def test_steps_are_skipped_until_an_input_or_output_changes(synth_pipeline, caps
     stamp = json.loads((load().stamps / "quantize.json").read_text())
     assert any(name.endswith("synth.sid") for name in stamp["outputs"])
 
-    assert run_pipeline(load())["steps"][0]["reused"] is True
+    again = run_pipeline(load())["steps"][0]
+    assert again["reused"] is True and again["made"]["seconds"] == first["steps"][0]["seconds"]
     assert "inputs unchanged, reusing" in capsys.readouterr().out
 
     table = FeatureTable.load(features)  # new features for the same items: the codes must be redone
