@@ -80,7 +80,7 @@ def leaderboard_main(argv: List[str]) -> int:
         description="Run a list of models over one dataset and several seeds under one split; "
                     "render markdown, CSV and a plot.",
         epilog="Any other --key=value overrides a config key for every run.")
-    parser.add_argument("spec", help="leaderboard YAML, e.g. properties/leaderboard/ml-100k-quick.yaml")
+    parser.add_argument("spec", help="leaderboard YAML, e.g. properties/leaderboard/ml-100k-pipeline.yaml")
     parser.add_argument("--out", default=None, help="output folder (default: results/leaderboard/<spec name>)")
     parser.add_argument("--models", default=None, help="comma-separated models, replacing the spec's")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds, replacing the spec's")

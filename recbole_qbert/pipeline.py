@@ -11,6 +11,8 @@ own process::
         outputs: [build/fused/ml-100k]              # (list) files/folders it writes
     leaderboard: properties/leaderboard/ml-100k.yaml
 
+``extends: OTHER.yaml`` takes the other spec's dataset and steps (its own steps run after them).
+
 A step's identity is the SHA-256 of its command, of every file under its inputs, of the settings file its
 module reads by default and of the module's own source code. After a step succeeds, a stamp
 (``build/pipeline/<dataset>/<step>.json``, shared by the pipelines of one dataset) records that identity and the hash of every output file. The next
@@ -35,7 +37,7 @@ from recbole_qbert.config import PROJECT_ROOT, load_yaml
 from recbole_qbert.errors import QBertError
 from recbole_qbert.safe_io import sha256_file, write_json
 
-SPEC_KEYS = {"name", "dataset", "steps", "leaderboard"}
+SPEC_KEYS = {"name", "dataset", "extends", "steps", "leaderboard"}
 STEP_KEYS = {"name", "run", "inputs", "outputs"}
 # what each command reads besides its declared inputs: its code and its default settings
 MODULE_DEPENDENCIES = {
@@ -93,6 +95,13 @@ def load_pipeline(path) -> Pipeline:
     unknown = sorted(set(data) - SPEC_KEYS)
     if unknown:
         raise QBertError(f"{path}: unknown pipeline key '{unknown[0]}' (expected {sorted(SPEC_KEYS)})")
+    if data.get("extends"):  # another spec's dataset and steps first, then this one's steps and keys
+        parent_path = _project_path(str(data["extends"]))
+        if not parent_path.is_file():
+            raise QBertError(f"{path}: extends {data['extends']}, which does not exist")
+        parent = load_yaml(parent_path)
+        data = {**parent, **{k: v for k, v in data.items() if k != "steps"},
+                "steps": list(parent.get("steps") or []) + list(data.get("steps") or [])}
     if not data.get("dataset"):
         raise QBertError(f"{path}: 'dataset' is required")
     dataset = str(data["dataset"])

@@ -76,6 +76,7 @@ def test_a_failed_step_leaves_no_stamp_and_names_its_log(synth_pipeline, tmp_pat
     ({"dataset": "x", "steps": [{"name": "a", "run": ["fuse"]}]}, "'outputs' is required"),
     ({"dataset": "x", "steps": [{"name": "a", "run": ["fuse"], "outputs": ["o"]}] * 2}, "used twice"),
     ({"dataset": "x", "leaderboard": "nowhere.yaml"}, "nowhere.yaml does not exist"),
+    ({"extends": "nowhere.yaml"}, "extends nowhere.yaml, which does not exist"),
 ])
 def test_bad_specs_are_one_line_errors(tmp_path, capsys, spec, message):
     path = tmp_path / "p.yaml"
@@ -93,3 +94,6 @@ def test_shipped_pipelines_load():
     for path in specs:
         pipeline = load_pipeline(path)
         assert pipeline.steps and pipeline.leaderboard is not None
+    gpu = load_pipeline(PROJECT_ROOT / "properties" / "pipeline" / "amazon-beauty-gpu.yaml")
+    assert gpu.dataset == "amazon-beauty" and [s.name for s in gpu.steps][-1] == "quantize"
+    assert gpu.leaderboard.name == "amazon-beauty.yaml"
