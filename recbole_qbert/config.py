@@ -116,9 +116,27 @@ def parse_overrides(args: Sequence[str]) -> Dict[str, object]:
     return overrides
 
 
-def resolve_data_path(value: str) -> str:
+def project_path(value, *, cwd_first: bool = False) -> Path:
+    """A user-given path: absolute as is, relative from the project root (``cwd_first``: from the working
+    directory when it exists there)."""
     path = Path(value)
-    return str(path if path.is_absolute() else PROJECT_ROOT / path) + "/"
+    if path.is_absolute() or (cwd_first and path.exists()):
+        return path
+    return PROJECT_ROOT / path
+
+
+def shown_path(path) -> str:
+    """A path relative to the project root when it lies inside (so artifacts do not depend on where the
+    checkout is), else absolute."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def resolve_data_path(value: str) -> str:
+    return str(project_path(value)) + "/"
 
 
 def config_file_list(model_name: str, dataset: str, config_files: Sequence = (), *,

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from recbole_qbert.config import PROJECT_ROOT, load_yaml
+from recbole_qbert.config import PROJECT_ROOT, load_yaml, project_path, shown_path
 from recbole_qbert.errors import QBertError
 from recbole_qbert.safe_io import sha256_file, write_json
 
@@ -78,11 +78,6 @@ class Pipeline:
     report: Path = field(default=None)
 
 
-def _project_path(value: str) -> Path:
-    path = Path(value)
-    return path if path.is_absolute() else PROJECT_ROOT / path
-
-
 def atomic_folder(dataset: str) -> Path:
     from recbole_qbert.quantize.items import dataset_folder
 
@@ -96,7 +91,7 @@ def load_pipeline(path) -> Pipeline:
     if unknown:
         raise QBertError(f"{path}: unknown pipeline key '{unknown[0]}' (expected {sorted(SPEC_KEYS)})")
     if data.get("extends"):  # another spec's dataset and steps first, then this one's steps and keys
-        parent_path = _project_path(str(data["extends"]))
+        parent_path = project_path(str(data["extends"]))
         if not parent_path.is_file():
             raise QBertError(f"{path}: extends {data['extends']}, which does not exist")
         parent = load_yaml(parent_path)
@@ -117,17 +112,17 @@ def load_pipeline(path) -> Pipeline:
         run = [str(a) for a in raw["run"]]
         if run[0] not in MODULE_DEPENDENCIES:
             raise QBertError(f"{where}: unknown command '{run[0]}' (expected one of {sorted(MODULE_DEPENDENCIES)})")
-        inputs = [atomic_folder(dataset) if str(p) == "{atomic}" else _project_path(str(p))
+        inputs = [atomic_folder(dataset) if str(p) == "{atomic}" else project_path(str(p))
                   for p in raw.get("inputs") or []]
-        outputs = [_project_path(str(p)) for p in raw.get("outputs") or []]
+        outputs = [project_path(str(p)) for p in raw.get("outputs") or []]
         if not outputs:
             raise QBertError(f"{where}: 'outputs' is required, to know when the step can be skipped")
         steps.append(Step(str(raw["name"]), run, inputs, outputs))
     board = data.get("leaderboard")
-    if board is not None and not _project_path(board).is_file():
+    if board is not None and not project_path(board).is_file():
         raise QBertError(f"{path}: leaderboard spec {board} does not exist")
     name = str(data.get("name") or Path(path).stem)
-    return Pipeline(name, dataset, steps, _project_path(board) if board else None, str(path),
+    return Pipeline(name, dataset, steps, project_path(board) if board else None, str(path),
                     stamps=PROJECT_ROOT / "build" / "pipeline" / dataset,
                     report=PROJECT_ROOT / "results" / "pipeline" / f"{name}.json")
 
@@ -140,20 +135,13 @@ def _files(path: Path) -> List[Path]:
     return []
 
 
-def _shown(path: Path) -> str:
-    try:
-        return str(path.relative_to(PROJECT_ROOT))
-    except ValueError:
-        return str(path)
-
-
 def file_hashes(paths: List[Path], what: str, step: str) -> Dict[str, str]:
     hashes = {}
     for path in paths:
         files = _files(path)
         if not files:
-            raise QBertError(f"step '{step}': {what} {_shown(path)} does not exist (or is an empty folder)")
-        hashes.update({_shown(f): sha256_file(f) for f in files})
+            raise QBertError(f"step '{step}': {what} {shown_path(path)} does not exist (or is an empty folder)")
+        hashes.update({shown_path(f): sha256_file(f) for f in files})
     return hashes
 
 
@@ -201,7 +189,7 @@ def run_step(step: Step, log_file: Path) -> Dict:
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise QBertError(f"step '{step.name}' failed with exit status {code}: {' '.join(map(shlex.quote, step.run))} "
-                         f"(log: {_shown(log_file)})")
+                         f"(log: {shown_path(log_file)})")
     return {"seconds": round(time.perf_counter() - start, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
 
 
@@ -221,7 +209,7 @@ def run_pipeline(pipeline: Pipeline, *, force: Optional[List[str]] = None, leade
         identity = step_identity(step)
         stamp = None if step.name in force else current_stamp(pipeline, step, identity)
         if stamp is not None:
-            print(f"{tag}: inputs unchanged, reusing {', '.join(_shown(p) for p in step.outputs)}", flush=True)
+            print(f"{tag}: inputs unchanged, reusing {', '.join(shown_path(p) for p in step.outputs)}", flush=True)
             figures.append({"step": step.name, "reused": True, "made": {k: stamp.get(k) for k in
                                                                         ("seconds", "peak_rss_mb", "finished")}})
             continue
@@ -236,12 +224,12 @@ def run_pipeline(pipeline: Pipeline, *, force: Optional[List[str]] = None, leade
     if leaderboard and pipeline.leaderboard is not None:
         from recbole_qbert.leaderboard import load_spec, render, run_all
 
-        print(f"leaderboard: {_shown(pipeline.leaderboard)}", flush=True)
+        print(f"leaderboard: {shown_path(pipeline.leaderboard)}", flush=True)
         t0 = time.perf_counter()
         spec = load_spec(pipeline.leaderboard)
         run_all(spec, jobs=jobs)
         for path in render(spec):
-            print(f"wrote {_shown(path)}")
+            print(f"wrote {shown_path(path)}")
         board_s = round(time.perf_counter() - t0, 1)
     report = {"pipeline": pipeline.name, "dataset": pipeline.dataset, "spec": pipeline.source,
               "steps": figures, "leaderboard_s": board_s, "total_s": round(time.perf_counter() - started, 1),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from recbole_qbert.config import PROJECT_ROOT
+from recbole_qbert.config import PROJECT_ROOT, project_path
 
 
 def _cpu_model() -> str:
@@ -95,12 +95,10 @@ def run_inputs(config) -> dict:
         path = resolve_sid_path(config["sid_file"], config["dataset"])
         inputs["sid"] = sha256_file(path) if path.is_file() else None
     if config["test_subset_items"]:
-        path = Path(config["test_subset_items"])
-        path = path if path.is_absolute() or path.exists() else PROJECT_ROOT / path
+        path = project_path(config["test_subset_items"], cwd_first=True)
         inputs["test_subset_items"] = sha256_file(path) if path.is_file() else None
     if "pretrained_checkpoint" in config and config["pretrained_checkpoint"]:
-        path = Path(config["pretrained_checkpoint"])
-        path = path if path.is_absolute() or path.exists() else PROJECT_ROOT / path  # as load_pretrained
+        path = project_path(config["pretrained_checkpoint"], cwd_first=True)  # as load_pretrained
         inputs["pretrained_checkpoint"] = sha256_file(path) if path.is_file() else None
     return inputs
 

@@ -22,7 +22,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
-from recbole_qbert.config import PROJECT_ROOT
+from recbole_qbert.config import PROJECT_ROOT, project_path
 from recbole_qbert.errors import QBertError
 from recbole_qbert.safe_io import PathLike, atomic_open, write_json
 
@@ -42,8 +42,7 @@ def resolve_sid_path(value: Optional[str], dataset: str) -> Path:
     """The ``sid_file`` config value as a path: ``~`` -> the default, relative -> from the project root."""
     if value in (None, "", "None", "~"):
         return default_sid_path(dataset)
-    path = Path(str(value).replace("{dataset}", dataset))
-    return path if path.is_absolute() else PROJECT_ROOT / path
+    return project_path(str(value).replace("{dataset}", dataset))
 
 
 def meta_path(sid_path: PathLike) -> Path:

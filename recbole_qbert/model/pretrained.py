@@ -5,10 +5,9 @@ token, the position embeddings, the transformer and its input LayerNorm. Item-sp
 embeddings, output bias) start fresh, so pretraining on Sports and fine-tuning on Beauty works when
 both share one code vocabulary (quantized together).
 """
-from pathlib import Path
 from typing import Iterable
 
-from recbole_qbert.config import PROJECT_ROOT
+from recbole_qbert.config import project_path
 from recbole_qbert.errors import QBertError
 
 TRANSFERABLE = ("code_embeddings", "mask_embedding", "position_embedding", "trm_encoder", "LayerNorm")
@@ -24,7 +23,7 @@ def load_pretrained(model, path, *, freeze: Iterable[str] = ()) -> None:
     unknown = [name for name in freeze if name not in FREEZABLE]
     if unknown:
         raise QBertError(f"freeze: unknown part '{unknown[0]}' (choose from {', '.join(FREEZABLE)})")
-    path = Path(path) if Path(path).is_absolute() or Path(path).exists() else PROJECT_ROOT / path
+    path = project_path(path, cwd_first=True)
     state = load_checkpoint(path)
     if state.get("model") != type(model).__name__:
         raise QBertError(f"{path}: checkpoint of model {state.get('model')!r}, not {type(model).__name__}")

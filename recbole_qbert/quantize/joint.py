@@ -18,15 +18,15 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from recbole_qbert.config import PROJECT_ROOT
+from recbole_qbert.config import PROJECT_ROOT, shown_path
 from recbole_qbert.errors import QBertError
 from recbole_qbert.quantize.checkpoint import save_quantizer
 from recbole_qbert.quantize.collisions import collision_stats, prefix_stats, resolve
 from recbole_qbert.quantize.items import item_tokens
-from recbole_qbert.quantize.stage import features_paths, load_features, shown_path, sid_meta
+from recbole_qbert.quantize.stage import features_paths, load_features, sid_meta
 from recbole_qbert.quantize.train import assign_codes, level_stats, reconstruction_stats, train_rqvae
 from recbole_qbert.safe_io import sha256_file, write_json
-from recbole_qbert.semantic_ids import SemanticIDs, write_semantic_ids
+from recbole_qbert.semantic_ids import SemanticIDs, resolve_sid_path, write_semantic_ids
 
 Log = Callable[[str], None]
 
@@ -40,8 +40,7 @@ def joint_sid_path(settings: Dict, datasets: Sequence[str], dataset: str) -> Pat
     if "{dataset}" not in str(value):
         raise QBertError(f"sid_file {value!r}: a joint quantization writes one file per dataset, so the path "
                          "must contain '{dataset}'")
-    path = Path(str(value).replace("{dataset}", dataset))
-    return path if path.is_absolute() else PROJECT_ROOT / path
+    return resolve_sid_path(value, dataset)
 
 
 def code_overlap(codes: Dict[str, np.ndarray], n_levels: int) -> List[Dict]:

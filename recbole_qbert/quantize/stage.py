@@ -17,7 +17,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from recbole_qbert import __version__
-from recbole_qbert.config import PROJECT_ROOT
+from recbole_qbert.config import PROJECT_ROOT, project_path, shown_path
 from recbole_qbert.errors import QBertError
 from recbole_qbert.features import FeatureTable
 from recbole_qbert.quantize.checkpoint import load_quantizer, save_quantizer
@@ -30,24 +30,13 @@ from recbole_qbert.semantic_ids import SemanticIDs, read_semantic_ids, resolve_s
 Log = Callable[[str], None]
 
 
-def shown_path(path) -> str:
-    """A path relative to the project root when it lies inside (so artifacts do not depend on where the
-    checkout is), else absolute."""
-    path = Path(path).resolve()
-    try:
-        return str(path.relative_to(PROJECT_ROOT))
-    except ValueError:
-        return str(path)
-
-
 def features_paths(settings: Dict, dataset: str) -> List[Path]:
     """The feature tables to quantize: the ``features`` setting (one path or a list, concatenated in
     that order), else stage 1's fused table."""
     value = settings.get("features")
     if value:
         values = value if isinstance(value, (list, tuple)) else [value]
-        paths = [Path(str(v).replace("{dataset}", dataset)) for v in values]
-        return [p if p.is_absolute() else PROJECT_ROOT / p for p in paths]
+        return [project_path(str(v).replace("{dataset}", dataset)) for v in values]
     path = PROJECT_ROOT / "build" / "fused" / dataset / "fused.npz"
     if not path.is_file():
         raise QBertError(f"{path}: no fused features for '{dataset}' (run stage 1), or quantize another "
