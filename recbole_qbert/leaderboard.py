@@ -114,15 +114,12 @@ def _read_json(path: Path) -> Optional[dict]:
 def _run_identity(spec: Spec, model: str, seed: int, config_file: Path):
     """(config hash, budget, input file hashes) of a run as configured now; a record must match all
     three to be reused."""
-    from recbole_qbert.run_record import run_inputs
+    from recbole_qbert.run_record import run_budget, run_inputs
 
     name = spec.model_of(model)
     config = build_config(resolve_model(name), spec.dataset, spec.config_files + [str(config_file)],
                           own_model=is_own_model(name))
-    budget = {"epochs": config["epochs"], "train_budget_s": config["train_budget_s"],
-                  "train_budget_clock": config["train_budget_clock"],
-              "stopping_step": config["stopping_step"]}
-    return config.run_hash, budget, run_inputs(config)
+    return config.run_hash, run_budget(config), run_inputs(config)
 
 
 def _plan(spec: Spec, model: str, seed: int, tag: str) -> Optional[List[str]]:

@@ -77,6 +77,11 @@ def command_line() -> str:
     return " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])
 
 
+def run_budget(config) -> dict:
+    """What bounds a run's training; a leaderboard reuses a record only under the same budget."""
+    return {key: config[key] for key in ("epochs", "train_budget_s", "train_budget_clock", "stopping_step")}
+
+
 def run_inputs(config) -> dict:
     """SHA-256 of the files a run reads: the dataset's atomic files and, for models on semantic IDs,
     the ``.sid`` file and any pretrained checkpoint. A leaderboard reuses a record only while these are

@@ -17,7 +17,8 @@ from recbole_qbert.atomic_check import check_atomic_files
 from recbole_qbert.config import PROJECT_ROOT, build_config, plain_config
 from recbole_qbert.errors import QBertError
 from recbole_qbert.model_registry import is_own_model, resolve_model
-from recbole_qbert.run_record import command_line, git_commit, machine_info, peak_memory_mb, run_inputs
+from recbole_qbert.run_record import (command_line, git_commit, machine_info, peak_memory_mb, run_budget,
+                                      run_inputs)
 from recbole_qbert.safe_io import write_json
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -218,9 +219,7 @@ def _run(model, dataset, config_files, overrides, run_dir: Path, resume: bool, r
         "dataset": dataset,
         "seed": config["seed"],
         "config_hash": config.run_hash,
-        "budget": {"epochs": config["epochs"], "train_budget_s": config["train_budget_s"],
-                   "train_budget_clock": config["train_budget_clock"],
-                   "stopping_step": config["stopping_step"]},
+        "budget": run_budget(config),
         "valid": {k: float(v) for k, v in (trainer.best_valid_result or {}).items()},
         "test": {k: float(v) for k, v in test_result.items()},
         "test_subset": subset,
