@@ -36,7 +36,8 @@ def read_item_list(path) -> List[str]:
 
 
 def _read_inter(path: Path):
-    header = path.read_text(encoding="utf-8").split("\n", 1)[0].split("\t")
+    with open(path, encoding="utf-8") as f:
+        header = f.readline().rstrip("\n").split("\t")
     names = [h.split(":")[0] for h in header]
     for needed in ("user_id", "item_id", "timestamp"):
         if needed not in names:
