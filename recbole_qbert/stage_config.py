@@ -99,3 +99,17 @@ def parse_set_options(items: List[str]) -> dict:
                 raise QBertError(f"command line: cannot read --set '{item}'") from None
         out[key.strip()] = parsed
     return out
+
+
+def add_stage_arguments(parser, defaults: Path) -> None:
+    """The arguments every stage CLI shares: dataset, where its atomic files are, settings files over
+    ``defaults`` and single-key overrides."""
+    from recbole_qbert.config import PROJECT_ROOT
+
+    parser.add_argument("--dataset", "-d", required=True, help="dataset name (ml-100k comes from the recbole wheel)")
+    parser.add_argument("--data-path", type=Path, default=PROJECT_ROOT / "build" / "atomic",
+                        help="folder of converted datasets (default: build/atomic)")
+    parser.add_argument("--config", action="append", default=[], type=Path,
+                        help=f"YAML file over properties/{defaults.name} (repeatable, later wins)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config key")
+
