@@ -17,8 +17,7 @@ from recbole_qbert.atomic_check import check_atomic_files
 from recbole_qbert.config import PROJECT_ROOT, build_config, plain_config
 from recbole_qbert.errors import QBertError
 from recbole_qbert.model_registry import is_own_model, resolve_model
-from recbole_qbert.run_record import (command_line, git_commit, machine_info, peak_memory_mb, run_budget,
-                                      run_inputs)
+from recbole_qbert.run_record import command_line, git_commit, machine_info, peak_memory_mb, run_budget
 from recbole_qbert.safe_io import write_json
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -235,7 +234,7 @@ def _run(model, dataset, config_files, overrides, run_dir: Path, resume: bool, r
         "eval_cpu_s": round(eval_cpu_s, 2),
         "peak_memory": peak_memory_mb(),
         "data": stats,
-        "inputs": run_inputs(config),
+        "inputs": trainer.inputs,  # hashed once, when the trainer was built
         "history": history,
         "machine": machine_info(),
         "git_commit": git_commit(),
