@@ -56,6 +56,37 @@ def load_yaml(path) -> dict:
     return data
 
 
+def load_spec_yaml(path, *, kind: str, keys: set, concat: Sequence[str] = (), merge: Sequence[str] = (),
+                   _chain: tuple = ()) -> dict:
+    """Read a pipeline or leaderboard spec, following ``extends: OTHER.yaml`` (from the project root).
+
+    The other spec's keys come first and this one's win, except: ``name`` is never inherited (a child
+    must not write into its parent's results), lists named in ``concat`` are the parent's items then
+    this spec's, and mappings named in ``merge`` are merged key by key. Unknown keys and cycles are
+    one-line errors naming the file.
+    """
+    data = load_yaml(path)
+    unknown = sorted(set(data) - keys)
+    if unknown:
+        raise QBertError(f"{path}: unknown {kind} key '{unknown[0]}' (expected {sorted(keys)})")
+    if not data.get("extends"):
+        return data
+    parent_path = project_path(str(data["extends"]))
+    if not parent_path.is_file():
+        raise QBertError(f"{path}: extends {data['extends']}, which does not exist")
+    chain = _chain + (Path(path).resolve(),)
+    if parent_path.resolve() in chain:
+        raise QBertError(f"{path}: extends {data['extends']}, which extends it back (a cycle)")
+    parent = load_spec_yaml(parent_path, kind=kind, keys=keys, concat=concat, merge=merge, _chain=chain)
+    out = {**{k: v for k, v in parent.items() if k != "name"}, **data}
+    out.pop("extends")
+    for key in concat:
+        out[key] = list(parent.get(key) or []) + list(data.get(key) or [])
+    for key in merge:
+        out[key] = {**(parent.get(key) or {}), **(data.get(key) or {})}
+    return out
+
+
 def _recbole_properties() -> Path:
     import recbole
 

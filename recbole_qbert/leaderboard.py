@@ -5,6 +5,9 @@ shares. A model entry is a model name, or ``{name: ROW, model: MODEL, config: {.
 (an ablation row such as QBERT4Rec on random codes). Each (model, seed) runs in its own process through ``run_recbole.py`` (so its peak memory is its
 own) and leaves a record in ``<out>/records/``. A run whose record matches the current config is not
 redone; an interrupted run resumes from its ``last.pth``; a run whose config or input files (atomic files, semantic IDs) changed starts over.
+
+``extends: OTHER.yaml`` takes the other spec's keys (not its name); ``config`` and ``model_config`` are
+merged key by key, this spec's winning.
 """
 import math
 import statistics
@@ -16,13 +19,13 @@ from typing import Dict, List, Optional
 
 import yaml
 
-from recbole_qbert.config import PROJECT_ROOT, build_config, load_yaml
+from recbole_qbert.config import PROJECT_ROOT, build_config, load_spec_yaml
 from recbole_qbert.errors import QBertError
 from recbole_qbert.model_registry import is_own_model, resolve_model
 from recbole_qbert.run_record import command_line, machine_summary
 from recbole_qbert.safe_io import atomic_open, write_text
 
-SPEC_KEYS = {"name", "dataset", "models", "seeds", "config_files", "config", "model_config"}
+SPEC_KEYS = {"name", "dataset", "extends", "models", "seeds", "config_files", "config", "model_config"}
 METRICS = [f"{m}@{k}" for m in ("recall", "ndcg", "mrr") for k in (5, 10, 20)]
 HEADLINE = ["ndcg@10", "recall@10"]
 SUBSET_METRICS = ["subset ndcg@10", "subset recall@10"]  # test events whose target is in test_subset_items
@@ -60,10 +63,7 @@ class Spec:
 
 def load_spec(path, out: Optional[str] = None, overrides: Optional[Dict] = None) -> Spec:
     """Read and check a leaderboard spec; ``overrides`` (``--key=value``) apply to every run."""
-    data = load_yaml(path)
-    unknown = sorted(set(data) - SPEC_KEYS)
-    if unknown:
-        raise QBertError(f"{path}: unknown leaderboard key '{unknown[0]}' (expected {sorted(SPEC_KEYS)})")
+    data = load_spec_yaml(path, kind="leaderboard", keys=SPEC_KEYS, merge=["config", "model_config"])
     for key in ("dataset", "models", "seeds"):
         if not data.get(key):
             raise QBertError(f"{path}: '{key}' is required")

@@ -11,7 +11,7 @@ own process::
         outputs: [build/fused/ml-100k]              # (list) files/folders it writes
     leaderboard: properties/leaderboard/ml-100k.yaml
 
-``extends: OTHER.yaml`` takes the other spec's dataset and steps (its own steps run after them).
+``extends: OTHER.yaml`` takes the other spec's keys but its name, and its steps (this spec's run after them).
 
 A step's identity is the SHA-256 of its command, of every file under its inputs, of the settings file its
 module reads by default and of the module's own source code. After a step succeeds, a stamp
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from recbole_qbert.config import PROJECT_ROOT, load_yaml, project_path, shown_path
+from recbole_qbert.config import PROJECT_ROOT, load_spec_yaml, project_path, shown_path
 from recbole_qbert.errors import QBertError
 from recbole_qbert.safe_io import sha256_file, write_json
 
@@ -86,17 +86,7 @@ def atomic_folder(dataset: str) -> Path:
 
 def load_pipeline(path) -> Pipeline:
     """Read and check a pipeline spec: unknown keys, unknown commands and duplicate steps are errors."""
-    data = load_yaml(path)
-    unknown = sorted(set(data) - SPEC_KEYS)
-    if unknown:
-        raise QBertError(f"{path}: unknown pipeline key '{unknown[0]}' (expected {sorted(SPEC_KEYS)})")
-    if data.get("extends"):  # another spec's dataset and steps first, then this one's steps and keys
-        parent_path = project_path(str(data["extends"]))
-        if not parent_path.is_file():
-            raise QBertError(f"{path}: extends {data['extends']}, which does not exist")
-        parent = load_yaml(parent_path)
-        data = {**parent, **{k: v for k, v in data.items() if k != "steps"},
-                "steps": list(parent.get("steps") or []) + list(data.get("steps") or [])}
+    data = load_spec_yaml(path, kind="pipeline", keys=SPEC_KEYS, concat=["steps"])
     if not data.get("dataset"):
         raise QBertError(f"{path}: 'dataset' is required")
     dataset = str(data["dataset"])

@@ -127,3 +127,38 @@ def test_summary_is_mean_and_sample_std():
     a, b = rows
     assert a["ndcg@10"][0] == pytest.approx(0.2) and a["ndcg@10"][1] == pytest.approx(math.sqrt(0.02))
     assert b["runs"] == 1 and math.isnan(b["ndcg@10"][1])
+
+
+def test_extends_merges_config_and_model_config_but_not_the_name(tmp_path):
+    parent = {"name": "parent-board", "dataset": "x", "models": ["SASRec", "QBERT4Rec"], "seeds": [1, 2],
+              "config": {"epochs": 3, "train_budget_s": 10}, "model_config": {"QBERT4Rec": {"n_layers": 1}}}
+    (tmp_path / "parent.yaml").write_text(yaml.safe_dump(parent))
+    child = {"extends": str(tmp_path / "parent.yaml"), "dataset": "y", "config": {"epochs": 5}}
+    (tmp_path / "child.yaml").write_text(yaml.safe_dump(child))
+    spec = load_spec(tmp_path / "child.yaml")
+    assert spec.name == "child"  # never the parent's results folder
+    assert (spec.dataset, spec.models, spec.seeds) == ("y", ["SASRec", "QBERT4Rec"], [1, 2])
+    assert spec.config == {"epochs": 5, "train_budget_s": 10}
+    assert spec.model_config == {"QBERT4Rec": {"n_layers": 1}}
+
+
+def test_extends_cycles_and_unknown_keys_in_the_parent_are_errors(tmp_path):
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump({"extends": str(tmp_path / "b.yaml")}))
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump({"extends": str(tmp_path / "a.yaml")}))
+    with pytest.raises(QBertError, match="a cycle"):
+        load_spec(tmp_path / "a.yaml")
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump({"dataset": "x", "modls": []}))
+    with pytest.raises(QBertError, match=r"b\.yaml: unknown leaderboard key 'modls'"):
+        load_spec(tmp_path / "a.yaml")
+
+
+def test_shipped_leaderboards_load():
+    from recbole_qbert.config import PROJECT_ROOT
+
+    folder = PROJECT_ROOT / "properties" / "leaderboard"
+    specs = {path.stem: load_spec(path) for path in sorted(folder.glob("*.yaml"))}
+    assert specs and all(spec.name == stem for stem, spec in specs.items())
+    sports, beauty = specs["amazon-sports-cpu"], specs["amazon-beauty-cpu"]
+    assert sports.dataset == "amazon-sports"
+    assert (sports.models, sports.seeds, sports.config, sports.model_config) == \
+        (beauty.models, beauty.seeds, beauty.config, beauty.model_config)
