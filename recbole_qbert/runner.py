@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 from recbole_qbert.atomic_check import check_atomic_files
-from recbole_qbert.config import PROJECT_ROOT, build_config, plain_config
+from recbole_qbert.config import PROJECT_ROOT, build_config, plain_config, project_path, shown_path
 from recbole_qbert.errors import QBertError
 from recbole_qbert.model_registry import is_own_model, resolve_model
 from recbole_qbert.run_record import command_line, git_commit, machine_info, peak_memory_mb, run_budget
@@ -94,7 +94,7 @@ def evaluate_subset(config, trainer, test) -> dict:
 
     from recbole_qbert.data.cold_start import read_item_list
 
-    path = config["test_subset_items"]
+    path = project_path(config["test_subset_items"], cwd_first=True)  # as run_record.run_inputs hashes it
     dataset = test._dataset
     field = dataset.iid_field
     tokens = read_item_list(path)
@@ -105,10 +105,10 @@ def evaluate_subset(config, trainer, test) -> dict:
     ids = torch.as_tensor(dataset.token2id(field, tokens))
     rows = torch.isin(dataset.inter_feat[field], ids)
     if not rows.any():
-        return {"items_file": str(path), "items": len(tokens), "events": 0, "metrics": {}}
+        return {"items_file": shown_path(path), "items": len(tokens), "events": 0, "metrics": {}}
     loader = FullSortEvalDataLoader(config, dataset.copy(dataset.inter_feat[rows]), test._sampler, shuffle=False)
     result = trainer.evaluate(loader, load_best_model=False, show_progress=False)
-    return {"items_file": str(path), "items": len(tokens), "events": int(rows.sum()),
+    return {"items_file": shown_path(path), "items": len(tokens), "events": int(rows.sum()),
             "metrics": {k: float(v) for k, v in result.items()}}
 
 
