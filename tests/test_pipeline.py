@@ -97,3 +97,8 @@ def test_shipped_pipelines_load():
     gpu = load_pipeline(PROJECT_ROOT / "properties" / "pipeline" / "amazon-beauty-gpu.yaml")
     assert gpu.dataset == "amazon-beauty" and [s.name for s in gpu.steps][-1] == "quantize"
     assert gpu.leaderboard.name == "amazon-beauty.yaml"
+    for dataset in ("amazon-beauty", "amazon-scientific"):  # ablations: the benchmark's steps, then their own
+        base = load_pipeline(PROJECT_ROOT / "properties" / "pipeline" / f"{dataset}.yaml")
+        ablations = load_pipeline(PROJECT_ROOT / "properties" / "pipeline" / f"{dataset}-ablations.yaml")
+        assert ablations.steps[:len(base.steps)] == base.steps and len(ablations.steps) > len(base.steps)
+        assert ablations.name == f"{dataset}-ablations" and ablations.leaderboard.stem == f"{dataset}-ablations"
