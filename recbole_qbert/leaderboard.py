@@ -227,8 +227,8 @@ def summarise(by_model: Dict[str, List[dict]]) -> List[dict]:
             for metric in SUBSET_METRICS:
                 row[metric] = _mean_std([m[metric.split(" ")[1]] for m in subsets])
             row["subset events"] = records[0]["test_subset"]["events"]
-        for key in ("best_epoch", "epochs_trained", "train_s_per_epoch", "train_cpu_s_per_epoch", "eval_s"):
-            row[key] = statistics.fmean(float(r[key] if r[key] is not None else "nan") for r in records)
+        for key in ("best_epoch", "epochs_trained", "train_s_per_epoch", "train_cpu_s_per_epoch", "eval_s", "eval_cpu_s"):
+            row[key] = statistics.fmean(float(r[key] if r.get(key) is not None else "nan") for r in records)
         row["peak_rss_mb"] = max(r["peak_memory"]["rss_mb"] for r in records)
         row["stop"] = ", ".join(sorted({r["stop_reason"] or "?" for r in records}))
         rows.append(row)
@@ -247,7 +247,8 @@ def render_markdown(spec: Spec, rows: List[dict], by_model: Dict[str, List[dict]
     metric_cols = _metric_columns(rows)
     best = {m: max(r[m][0] for r in rows) for m in metric_cols}
     head = ["Model", "runs"] + [m.replace("recall", "Recall").replace("ndcg", "NDCG").replace("mrr", "MRR")
-                                for m in metric_cols] + ["best epoch", "epochs", "s/epoch", "CPU s/epoch", "eval s", "peak MiB", "stopped by"]
+                                for m in metric_cols] + ["best epoch", "epochs", "s/epoch", "CPU s/epoch", "eval s", "eval CPU s", "peak MiB",
+                                                     "stopped by"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["model"], str(r["runs"])]
@@ -256,7 +257,7 @@ def render_markdown(spec: Spec, rows: List[dict], by_model: Dict[str, List[dict]
             cells.append(f"**{text}**" if r[m][0] == best[m] else text)
         cells += [f"{r['best_epoch']:.1f}", f"{r['epochs_trained']:.1f}", f"{r['train_s_per_epoch']:.1f}",
                   f"{r['train_cpu_s_per_epoch']:.1f}",
-                  f"{r['eval_s']:.1f}", f"{r['peak_rss_mb']:.0f}", r["stop"]]
+                  f"{r['eval_s']:.1f}", f"{r['eval_cpu_s']:.1f}", f"{r['peak_rss_mb']:.0f}", r["stop"]]
         lines.append("| " + " | ".join(cells) + " |")
     first = next(iter(by_model.values()))[0]
     budget = first["budget"]
@@ -296,11 +297,11 @@ def render_csv(rows: List[dict]) -> str:
     metric_cols = _metric_columns(rows)
     writer.writerow(["model", "runs"] + [f"{m}_{s}" for m in metric_cols for s in ("mean", "std")]
                     + ["best_epoch", "epochs_trained", "train_s_per_epoch", "train_cpu_s_per_epoch", "eval_s",
-                       "peak_rss_mb", "stopped_by"])
+                       "eval_cpu_s", "peak_rss_mb", "stopped_by"])
     for r in rows:
         writer.writerow([r["model"], r["runs"]] + [f"{v:.6f}" for m in metric_cols for v in r[m]]
                         + [f"{r[k]:.2f}" for k in ("best_epoch", "epochs_trained", "train_s_per_epoch",
-                                                   "train_cpu_s_per_epoch", "eval_s")]
+                                                   "train_cpu_s_per_epoch", "eval_s", "eval_cpu_s")]
                         + [f"{r['peak_rss_mb']:.0f}", r["stop"]])
     return buf.getvalue()
 
@@ -312,13 +313,14 @@ def render_runs_csv(by_model: Dict[str, List[dict]]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["model", "seed", "config_hash"] + METRICS + ["valid_ndcg@10", "best_epoch", "epochs_trained",
-                                                                  "train_s_per_epoch", "eval_s", "peak_rss_mb",
+                                                                  "train_s_per_epoch", "eval_s", "eval_cpu_s",
+                                                                  "peak_rss_mb",
                                                                   "stop_reason", "git_commit"])
     for model, records in by_model.items():
         for r in records:
             writer.writerow([model, r["seed"], r["config_hash"]] + [r["test"][m] for m in METRICS]
                             + [r["valid"].get("ndcg@10"), r["best_epoch"], r["epochs_trained"],
-                               r["train_s_per_epoch"], r["eval_s"], r["peak_memory"]["rss_mb"],
+                               r["train_s_per_epoch"], r["eval_s"], r.get("eval_cpu_s"), r["peak_memory"]["rss_mb"],
                                r["stop_reason"], r["git_commit"]])
     return buf.getvalue()
 

@@ -119,7 +119,7 @@ def fake_record(seed, ndcg, recall):
     test = {f"{m}@{k}": 0.0 for m in ("recall", "ndcg", "mrr") for k in (5, 10, 20)}
     test.update({"ndcg@10": ndcg, "recall@10": recall})
     return {"seed": seed, "test": test, "valid": {"ndcg@10": ndcg}, "best_epoch": 3, "epochs_trained": 5,
-            "train_s_per_epoch": 2.0, "train_cpu_s_per_epoch": 2.5, "eval_s": 1.0, "peak_memory": {"rss_mb": 100.0}, "stop_reason": "epochs"}
+            "train_s_per_epoch": 2.0, "train_cpu_s_per_epoch": 2.5, "eval_s": 1.0, "eval_cpu_s": 0.8, "peak_memory": {"rss_mb": 100.0}, "stop_reason": "epochs"}
 
 
 def test_summary_is_mean_and_sample_std():
@@ -127,6 +127,7 @@ def test_summary_is_mean_and_sample_std():
     a, b = rows
     assert a["ndcg@10"][0] == pytest.approx(0.2) and a["ndcg@10"][1] == pytest.approx(math.sqrt(0.02))
     assert b["runs"] == 1 and math.isnan(b["ndcg@10"][1])
+    assert a["eval_s"] == 1.0 and a["eval_cpu_s"] == pytest.approx(0.8)  # wall and CPU seconds both reported
 
 
 def test_extends_merges_config_and_model_config_but_not_the_name(tmp_path):
