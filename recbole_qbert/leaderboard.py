@@ -29,6 +29,8 @@ SPEC_KEYS = {"name", "dataset", "extends", "models", "seeds", "config_files", "c
 METRICS = [f"{m}@{k}" for m in ("recall", "ndcg", "mrr") for k in (5, 10, 20)]
 HEADLINE = ["ndcg@10", "recall@10"]
 SUBSET_METRICS = ["subset ndcg@10", "subset recall@10"]  # test events whose target is in test_subset_items
+# per-run figures averaged over seeds (seconds: wall, and CPU where other jobs share the machine)
+COST_KEYS = ("best_epoch", "epochs_trained", "train_s_per_epoch", "train_cpu_s_per_epoch", "eval_s", "eval_cpu_s")
 
 
 @dataclass
@@ -227,7 +229,7 @@ def summarise(by_model: Dict[str, List[dict]]) -> List[dict]:
             for metric in SUBSET_METRICS:
                 row[metric] = _mean_std([m[metric.split(" ")[1]] for m in subsets])
             row["subset events"] = records[0]["test_subset"]["events"]
-        for key in ("best_epoch", "epochs_trained", "train_s_per_epoch", "train_cpu_s_per_epoch", "eval_s", "eval_cpu_s"):
+        for key in COST_KEYS:
             row[key] = statistics.fmean(float(r[key] if r.get(key) is not None else "nan") for r in records)
         row["peak_rss_mb"] = max(r["peak_memory"]["rss_mb"] for r in records)
         row["stop"] = ", ".join(sorted({r["stop_reason"] or "?" for r in records}))
@@ -296,12 +298,10 @@ def render_csv(rows: List[dict]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     metric_cols = _metric_columns(rows)
     writer.writerow(["model", "runs"] + [f"{m}_{s}" for m in metric_cols for s in ("mean", "std")]
-                    + ["best_epoch", "epochs_trained", "train_s_per_epoch", "train_cpu_s_per_epoch", "eval_s",
-                       "eval_cpu_s", "peak_rss_mb", "stopped_by"])
+                    + list(COST_KEYS) + ["peak_rss_mb", "stopped_by"])
     for r in rows:
         writer.writerow([r["model"], r["runs"]] + [f"{v:.6f}" for m in metric_cols for v in r[m]]
-                        + [f"{r[k]:.2f}" for k in ("best_epoch", "epochs_trained", "train_s_per_epoch",
-                                                   "train_cpu_s_per_epoch", "eval_s", "eval_cpu_s")]
+                        + [f"{r[k]:.2f}" for k in COST_KEYS]
                         + [f"{r['peak_rss_mb']:.0f}", r["stop"]])
     return buf.getvalue()
 

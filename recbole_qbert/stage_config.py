@@ -112,4 +112,3 @@ def add_stage_arguments(parser, defaults: Path) -> None:
     parser.add_argument("--config", action="append", default=[], type=Path,
                         help=f"YAML file over properties/{defaults.name} (repeatable, later wins)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config key")
-
