@@ -1,0 +1,85 @@
+"""Items composed from their semantic IDs: the item representation shared by QBERT4Rec and QSASRec.
+
+An item enters a model as the sum of one embedding per semantic-ID level (its code tuple from stage 2),
+optionally plus a free ID embedding, and the whole catalogue is scored by dot product with the same
+composed embeddings plus a score bias. Without the ID embedding nothing is indexed by item id (the bias
+is per code too), so an item is its codes alone and an item never trained on can still be recommended.
+
+Config keys: ``hidden_size``, ``use_id_embedding`` (bool), ``use_semantic_ids`` (bool; False is the
+ID-only control, which needs ``use_id_embedding``), ``initializer_range``.
+"""
+import torch
+from torch import nn
+
+from recbole_qbert.errors import QBertError
+
+
+class SemanticItemsMixin:
+    """Item tables and scoring for a RecBole sequential model whose dataset is a ``SemanticIDDataset``.
+
+    Parameters (names kept stable for checkpoints and :mod:`recbole_qbert.model.pretrained`):
+    ``code_embeddings`` (one ``(codebook_size + 1, H)`` table per level, row 0 padding),
+    ``id_embedding`` (``(n_items, H)`` or None), ``output_bias`` (``(n_items,)``, with the ID embedding)
+    or ``code_biases`` (one ``(codebook_size + 1, 1)`` table per level, without it).
+    """
+
+    def build_item_tables(self, config, dataset) -> None:
+        hidden = config["hidden_size"]
+        use_codes = config["use_semantic_ids"] is not False
+        use_id = bool(config["use_id_embedding"])
+        if not (use_codes or use_id):
+            raise QBertError("use_semantic_ids: False needs use_id_embedding: True (an item must be something)")
+        # (n_items, n_levels) codes shifted by one, 0 = padding; a buffer so it moves with the model
+        self.register_buffer("item_codes", dataset.item_codes.clone(), persistent=False)
+        self.codebook_sizes = list(dataset.sid_codebook_sizes) if use_codes else []
+        self.code_embeddings = nn.ModuleList(
+            nn.Embedding(size + 1, hidden, padding_idx=0) for size in self.codebook_sizes)
+        self.id_embedding = nn.Embedding(self.n_items, hidden, padding_idx=0) if use_id else None
+        # score bias: per item next to an ID embedding; otherwise per code, summed over levels, so that an
+        # item is its codes alone (a per-item bias of an item never seen as a target is only ever pushed
+        # down, which would bury exactly the cold items the codes are meant to reach)
+        self.output_bias = nn.Parameter(torch.zeros(self.n_items)) if use_id else None
+        self.code_biases = None if use_id else nn.ModuleList(
+            nn.Embedding(size + 1, 1, padding_idx=0) for size in self.codebook_sizes)
+
+    def reset_item_biases(self) -> None:
+        """Biases start at zero (after ``apply(_init_weights)``, which draws every embedding)."""
+        for table in self.code_biases or ():
+            nn.init.zeros_(table.weight)
+
+    def _init_weights(self, module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            module.weight.data.normal_(mean=0.0, std=self.initializer_range)
+            if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+                module.weight.data[module.padding_idx].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            module.bias.data.zero_()
+            module.weight.data.fill_(1.0)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            module.bias.data.zero_()
+
+    def item_embeddings(self, items: torch.Tensor) -> torch.Tensor:
+        """Composed embeddings of item ids ``(...)`` -> ``(..., H)``: the sum of the items' code
+        embeddings over all levels, plus the ID embedding when enabled. Padding (0) maps to zeros."""
+        codes = self.item_codes[items]  # (..., n_levels)
+        emb = sum(table(codes[..., level]) for level, table in enumerate(self.code_embeddings))
+        if self.id_embedding is not None:
+            emb = emb + self.id_embedding(items)
+        return emb
+
+    def all_item_embeddings(self) -> torch.Tensor:
+        """``(n_items, H)``, row 0 the padding item."""
+        return self.item_embeddings(torch.arange(self.n_items, device=self.item_codes.device))
+
+    def all_item_biases(self) -> torch.Tensor:
+        """``(n_items,)`` score bias of every item: its own, or the sum of its codes' biases."""
+        if self.output_bias is not None:
+            return self.output_bias
+        codes = self.item_codes  # (n_items, n_levels)
+        return sum(table(codes[:, level]).squeeze(-1) for level, table in enumerate(self.code_biases))
+
+    def catalogue_scores(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Hidden states ``(N, H)`` -> scores over the catalogue ``(N, n_items)``; the padding item never wins."""
+        scores = hidden @ self.all_item_embeddings().T + self.all_item_biases()
+        scores[:, 0] = float("-inf")
+        return scores
