@@ -11,9 +11,11 @@ stores tensors and plain values only (the config as YAML text) and loads with ``
 It wraps whichever trainer RecBole picks for a model (:func:`make_trainer`), so RecBole's built-in
 models get the same behaviour as ours.
 """
+import random
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 from recbole.utils import get_trainer
@@ -23,7 +25,8 @@ from recbole_qbert.errors import QBertError
 from recbole_qbert.run_record import run_inputs
 from recbole_qbert.safe_io import atomic_path
 
-CHECKPOINT_FORMAT = 1
+# 2: last.pth holds every random state (torch, numpy, Python, the loader's shuffling) and models' extra state
+CHECKPOINT_FORMAT = 2
 
 
 class BudgetExhausted(Exception):
@@ -45,10 +48,42 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError or EOFError depending on damage
         raise QBertError(f"{path}: not a readable recbole-qbert checkpoint ({type(e).__name__})") from None
+    if isinstance(state, dict) and isinstance(state.get("format"), int) and state["format"] < CHECKPOINT_FORMAT:
+        raise QBertError(f"{path}: checkpoint of an older recbole-qbert (format {state['format']}, this one "
+                         f"reads {CHECKPOINT_FORMAT}); rerun into a fresh checkpoint_dir")
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise QBertError(f"{path}: not a recbole-qbert checkpoint (RecBole's own pickled checkpoints "
                          "are not loaded, since unpickling can run code)")
     return state
+
+
+def rng_states(loader=None) -> dict:
+    """Every random state a training epoch draws from, as tensors and plain values (checkpoints are
+    loaded with ``weights_only``): torch's, numpy's, Python's and the shuffling of RecBole's ``loader``."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, py_state, gauss = random.getstate()
+    states = {"torch": torch.get_rng_state(),
+              "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                        "has_gauss": int(has_gauss), "cached": float(cached)},
+              "python": {"version": version, "state": list(py_state), "gauss": gauss}}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    if loader is not None and getattr(loader, "generator", None) is not None:
+        states["loader"] = loader.generator.get_state()
+    return states
+
+
+def set_rng_states(states: dict, loader=None) -> None:
+    """Restore what :func:`rng_states` saved."""
+    torch.set_rng_state(states["torch"])
+    n = states["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    p = states["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    if "loader" in states and loader is not None and getattr(loader, "generator", None) is not None:
+        loader.generator.set_state(states["loader"])
 
 
 class SafeTrainerMixin:
@@ -134,7 +169,7 @@ class SafeTrainerMixin:
             "state_dict": self.model.state_dict(),
             "other_parameter": self.model.other_parameter(),
             "optimizer": self.optimizer.state_dict(),
-            "torch_rng": torch.get_rng_state(),
+            "rng": rng_states(getattr(self, "_train_loader", None)),
         }, self.last_checkpoint_file)
 
     def resume_checkpoint(self, resume_file=None):
@@ -147,7 +182,7 @@ class SafeTrainerMixin:
         self.model.load_state_dict(state["state_dict"])
         self.model.load_other_parameter(state.get("other_parameter"))
         self.optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
+        self._pending_rng = state["rng"]  # the loader's shuffling state is set when training starts
         self.cur_step = state["cur_step"]
         self.best_valid_score = state["best_valid_score"]
         self.best_valid_result = state["best_valid_result"] or None
@@ -186,6 +221,10 @@ class SafeTrainerMixin:
         return share
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        self._train_loader = train_data
+        if getattr(self, "_pending_rng", None) is not None:
+            set_rng_states(self._pending_rng, train_data)
+            self._pending_rng = None
         hook = getattr(self.model, "on_training_progress", None)
         if hook is not None:
             hook(self._progress(epoch_idx))

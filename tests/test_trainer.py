@@ -9,8 +9,8 @@ import torch
 
 from recbole_qbert.errors import QBertError
 from recbole_qbert.runner import run
-from recbole_qbert.trainer import load_checkpoint, save_checkpoint
-from fixtures.tiny import tiny_overrides
+from recbole_qbert.trainer import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from fixtures.tiny import tiny_overrides, write_tiny_semantic_ids
 
 
 def tiny_run(data, run_dir, model="SASRec", resume=False, **extra):
@@ -19,7 +19,7 @@ def tiny_run(data, run_dir, model="SASRec", resume=False, **extra):
 
 def test_checkpoint_round_trip_is_atomic_and_tensor_only(tmp_path):
     path = tmp_path / "c.pth"
-    save_checkpoint({"format": 1, "state_dict": {"w": torch.ones(2)}, "history": [{"epoch": 0}]}, path)
+    save_checkpoint({"format": CHECKPOINT_FORMAT, "state_dict": {"w": torch.ones(2)}, "history": [{"epoch": 0}]}, path)
     assert torch.equal(load_checkpoint(path)["state_dict"]["w"], torch.ones(2))
     assert [p.name for p in tmp_path.iterdir()] == ["c.pth"]
 
@@ -30,7 +30,7 @@ class Evil:
 
 
 @pytest.mark.parametrize("content", [
-    lambda p: torch.save({"format": 1, "config": Evil()}, p),   # a pickled object, as RecBole saves its Config
+    lambda p: torch.save({"format": CHECKPOINT_FORMAT, "config": Evil()}, p),   # a pickled object, as RecBole saves its Config
     lambda p: p.write_bytes(b"not a checkpoint"),
     lambda p: torch.save({"state_dict": {}}, p),                # tensors, but not our format
 ])
@@ -56,11 +56,39 @@ def test_run_record_and_checkpoints(tiny_data, tmp_path, in_tmp):
         "RecBole wrote into the working directory"
 
 
-def test_resume_continues_where_the_run_stopped(tiny_data, tmp_path, in_tmp):
-    first = tiny_run(tiny_data, tmp_path / "run", epochs=1)
-    resumed = tiny_run(tiny_data, tmp_path / "run", epochs=3, resume=True)
+def _trajectory(record):
+    return [(h["epoch"], h["train_loss"], h["valid"]) for h in record["history"]], record["test"]
+
+
+@pytest.mark.parametrize("model", ["SASRec", "QBERT4Rec"])
+def test_resumed_run_is_the_straight_run_loss_by_loss(tiny_data, tmp_path, in_tmp, model):
+    """1 epoch, then resume to 3, equals 3 epochs straight: every random state (torch, numpy, Python, the
+    loader's shuffling, QBERT4Rec's mask generator) travels in last.pth. Dropout stays on, so a lost
+    state changes the losses."""
+    extra = {"sid_file": str(write_tiny_semantic_ids(tmp_path / "tiny.sid"))} if model == "QBERT4Rec" else {}
+    straight = tiny_run(tiny_data, tmp_path / "straight", model, epochs=3, **extra)
+    tiny_run(tiny_data, tmp_path / "split", model, epochs=1, **extra)
+    resumed = tiny_run(tiny_data, tmp_path / "split", model, epochs=3, resume=True, **extra)
     assert [h["epoch"] for h in resumed["history"]] == [0, 1, 2]
-    assert resumed["history"][0] == first["history"][0]
+    assert _trajectory(resumed) == _trajectory(straight)
+
+
+def test_resume_keeps_the_training_phase(tiny_data, tmp_path, in_tmp):
+    """A run that switched to fine-tuning stays in it when resumed with more epochs, although the new
+    epoch budget puts it back before ``finetune_from``."""
+    sid = str(write_tiny_semantic_ids(tmp_path / "tiny.sid"))
+    first = tiny_run(tiny_data, tmp_path / "run", "QBERT4Rec", epochs=2, finetune_from=0.5, sid_file=sid)
+    assert [h["train_stage"] for h in first["history"]] == ["pretrain", "finetune"]
+    more = tiny_run(tiny_data, tmp_path / "run", "QBERT4Rec", epochs=6, finetune_from=0.5, sid_file=sid,
+                    resume=True)
+    assert [h["train_stage"] for h in more["history"]] == ["pretrain"] + ["finetune"] * 5
+
+
+def test_checkpoint_of_an_older_format_is_refused_with_what_to_do(tmp_path):
+    path = tmp_path / "c.pth"
+    torch.save({"format": 1, "state_dict": {}}, path)
+    with pytest.raises(QBertError, match="c.pth: checkpoint of an older recbole-qbert .* fresh checkpoint_dir"):
+        load_checkpoint(path)
 
 
 def test_resume_refuses_a_checkpoint_of_another_config(tiny_data, tmp_path, in_tmp):

@@ -20,8 +20,6 @@ fine-tuning only the last position is masked, exactly as at inference. With ``fi
 does both: it pretrains, then switches to fine-tuning once that share of its epochs or time budget is
 spent (the trainer reports progress through :meth:`QBERT4Rec.on_training_progress`).
 """
-from typing import List
-
 import torch
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.model.layers import TransformerEncoder
@@ -30,17 +28,15 @@ from torch import nn
 
 from recbole_qbert.errors import QBertError
 from recbole_qbert.masking import MaskMixture, build_strategy
+from recbole_qbert.model.length_buckets import encode_by_length
 from recbole_qbert.model.pretrained import load_pretrained
 from recbole_qbert.model.qbert4rec_dataset import QBERT4RecDataset
+from recbole_qbert.model.semantic_items import SemanticItemsMixin
 
 TRAIN_STAGES = ("pretrain", "finetune")
-# Sequences are encoded in groups of similar length, each cut to its longest member: most histories are
-# far shorter than MAX_ITEM_LIST_LENGTH (8.9 items on average on Amazon Beauty, against 50), and
-# padding costs as much as items. Results are the same as with full padding, since padding is masked.
-LENGTH_BUCKETS = (4, 8, 16, 32)
 
 
-class QBERT4Rec(SequentialRecommender):
+class QBERT4Rec(SemanticItemsMixin, SequentialRecommender):
     input_type = InputType.POINTWISE
     dataset_class = QBERT4RecDataset
 
@@ -53,13 +49,7 @@ class QBERT4Rec(SequentialRecommender):
         if config["loss_type"] != "CE":
             raise QBertError(f"QBERT4Rec trains with loss_type CE only, got '{config['loss_type']}'")
 
-        # (n_items, n_levels) codes shifted by one, 0 = padding; a buffer so it moves with the model
-        self.register_buffer("item_codes", dataset.item_codes.clone(), persistent=False)
-        self.codebook_sizes: List[int] = list(dataset.sid_codebook_sizes)
-        self.code_embeddings = nn.ModuleList(
-            nn.Embedding(size + 1, self.hidden_size, padding_idx=0) for size in self.codebook_sizes)
-        self.id_embedding = (nn.Embedding(self.n_items, self.hidden_size, padding_idx=0)
-                             if config["use_id_embedding"] else None)
+        self.build_item_tables(config, dataset)
         self.mask_embedding = nn.Parameter(torch.zeros(self.hidden_size))
         # history (<= MAX_ITEM_LIST_LENGTH items) plus the slot being predicted
         self.position_embedding = nn.Embedding(self.max_seq_length + 1, self.hidden_size)
@@ -70,17 +60,10 @@ class QBERT4Rec(SequentialRecommender):
             layer_norm_eps=config["layer_norm_eps"])
         self.LayerNorm = nn.LayerNorm(self.hidden_size, eps=config["layer_norm_eps"])
         self.dropout = nn.Dropout(config["hidden_dropout_prob"])
-        # score bias: per item next to an ID embedding; otherwise per code, summed over levels, so that an
-        # item is its codes alone (a per-item bias of an item never seen as a target is only ever pushed
-        # down, which would bury exactly the cold items the codes are meant to reach)
-        self.output_bias = nn.Parameter(torch.zeros(self.n_items)) if self.id_embedding is not None else None
-        self.code_biases = None if self.id_embedding is not None else nn.ModuleList(
-            nn.Embedding(size + 1, 1, padding_idx=0) for size in self.codebook_sizes)
         self.initializer_range = config["initializer_range"]
         self.apply(self._init_weights)
         nn.init.normal_(self.mask_embedding, std=self.initializer_range)
-        for table in self.code_biases or ():
-            nn.init.zeros_(table.weight)
+        self.reset_item_biases()
 
         self.finetune_from = config["finetune_from"]
         if self.finetune_from is not None and (self.train_stage != "pretrain" or not 0 < self.finetune_from < 1):
@@ -91,7 +74,8 @@ class QBERT4Rec(SequentialRecommender):
         else:
             self.masking = build_strategy("last")
         self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(int(config["seed"]))
+        # each distributed rank draws its own masks
+        self.generator.manual_seed(int(config["seed"]) + int(config["local_rank"] or 0))
         if config["pretrained_checkpoint"]:
             load_pretrained(self, config["pretrained_checkpoint"], freeze=config["freeze"] or [])
         elif config["freeze"]:
@@ -101,40 +85,21 @@ class QBERT4Rec(SequentialRecommender):
         """Called by the trainer before each epoch with the share of the run spent so far (epochs or
         time budget, whichever is further): switches to last-position fine-tuning at ``finetune_from``."""
         if self.finetune_from is not None and self.train_stage == "pretrain" and progress >= self.finetune_from:
-            self.train_stage = "finetune"
+            self._set_stage("finetune")
+
+    def _set_stage(self, stage: str) -> None:
+        self.train_stage = stage
+        if stage == "finetune":
             self.masking = build_strategy("last")
 
-    def _init_weights(self, module):
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            module.weight.data.normal_(mean=0.0, std=self.initializer_range)
-            if isinstance(module, nn.Embedding) and module.padding_idx is not None:
-                module.weight.data[module.padding_idx].zero_()
-        elif isinstance(module, nn.LayerNorm):
-            module.bias.data.zero_()
-            module.weight.data.fill_(1.0)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            module.bias.data.zero_()
+    # the training phase and the mask generator travel in the state dict (``_extra_state``), so a resumed
+    # run continues in the phase it was in and draws the masks a straight run would have drawn
+    def get_extra_state(self) -> dict:
+        return {"train_stage": self.train_stage, "mask_rng": self.generator.get_state()}
 
-    # -- item representations --------------------------------------------------------------
-    def item_embeddings(self, items: torch.Tensor) -> torch.Tensor:
-        """Composed embeddings of item ids ``(...)`` -> ``(..., H)``: the sum of the items' code
-        embeddings over all levels, plus the ID embedding when enabled. Padding (0) maps to zeros."""
-        codes = self.item_codes[items]  # (..., n_levels)
-        emb = sum(table(codes[..., level]) for level, table in enumerate(self.code_embeddings))
-        if self.id_embedding is not None:
-            emb = emb + self.id_embedding(items)
-        return emb
-
-    def all_item_biases(self) -> torch.Tensor:
-        """``(n_items,)`` score bias of every item: its own, or the sum of its codes' biases."""
-        if self.output_bias is not None:
-            return self.output_bias
-        codes = self.item_codes  # (n_items, n_levels)
-        return sum(table(codes[:, level]).squeeze(-1) for level, table in enumerate(self.code_biases))
-
-    def all_item_embeddings(self) -> torch.Tensor:
-        """``(n_items, H)``, row 0 the padding item."""
-        return self.item_embeddings(torch.arange(self.n_items, device=self.item_codes.device))
+    def set_extra_state(self, state: dict) -> None:
+        self._set_stage(state["train_stage"])
+        self.generator.set_state(state["mask_rng"])
 
     # -- encoder -------------------------------------------------------------------------------
     def forward(self, items: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -151,15 +116,7 @@ class QBERT4Rec(SequentialRecommender):
     def encode(self, items: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """:meth:`forward` over length buckets: the same hidden states ``(B, T, H)`` (zeros on padding),
         at a fraction of the cost for short sequences."""
-        hidden = torch.zeros(*items.shape, self.hidden_size, device=items.device)
-        lower = 0
-        for upper in LENGTH_BUCKETS + (items.shape[1],):
-            rows = (lengths > lower) & (lengths <= upper)
-            lower = upper
-            if rows.any():
-                t = int(lengths[rows].max())
-                hidden[rows, :t] = self.forward(items[rows, :t], lengths[rows], mask[rows, :t])
-        return hidden
+        return encode_by_length(self.forward, items, lengths, self.hidden_size, mask)
 
     def _with_slot(self, interaction, fill: torch.Tensor):
         """History ``(B, L)`` plus one slot after each user's last item holding ``fill`` ``(B,)``:
@@ -170,18 +127,12 @@ class QBERT4Rec(SequentialRecommender):
         items[torch.arange(len(items), device=items.device), length] = fill
         return items, length + 1
 
-    def _scores(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Hidden states ``(N, H)`` -> scores over the catalogue ``(N, n_items)``; the padding item never wins."""
-        scores = hidden @ self.all_item_embeddings().T + self.all_item_biases()
-        scores[:, 0] = float("-inf")
-        return scores
-
     # -- RecBole interface -----------------------------------------------------------------------
     def calculate_loss(self, interaction):
         items, lengths = self._with_slot(interaction, interaction[self.POS_ITEM_ID])
         mask = self.masking(lengths, items.shape[1], self.generator)
         hidden = self.encode(items, lengths, mask)
-        return nn.functional.cross_entropy(self._scores(hidden[mask]), items[mask])
+        return nn.functional.cross_entropy(self.catalogue_scores(hidden[mask]), items[mask])
 
     def full_sort_predict(self, interaction):
         length = interaction[self.ITEM_SEQ_LEN]
@@ -189,7 +140,7 @@ class QBERT4Rec(SequentialRecommender):
         mask = torch.zeros_like(items, dtype=torch.bool)
         mask[torch.arange(len(items), device=items.device), length] = True
         hidden = self.encode(items, lengths, mask)
-        return self._scores(hidden[mask])  # (B, n_items)
+        return self.catalogue_scores(hidden[mask])  # (B, n_items)
 
     def predict(self, interaction):
         scores = self.full_sort_predict(interaction)
