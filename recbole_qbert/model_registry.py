@@ -12,6 +12,7 @@ from recbole_qbert.errors import QBertError
 # name -> (module, attribute); imported lazily so that a baseline run never imports our models' deps
 OWN_MODELS: Dict[str, Tuple[str, str]] = {
     "QBERT4Rec": ("recbole_qbert.model.qbert4rec", "QBERT4Rec"),
+    "QSASRec": ("recbole_qbert.model.qsasrec", "QSASRec"),
 }
 
 

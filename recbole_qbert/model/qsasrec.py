@@ -1,0 +1,103 @@
+r"""
+QSASRec
+################################################
+
+Reference:
+    Kang & McAuley. "Self-Attentive Sequential Recommendation." ICDM 2018 (the backbone).
+    Huang & Gai. "Quantized Semantic-ID Representation Learning for Multimodal Recommendation"
+    (Q-BERT4Rec). arXiv 2512.02474 (the semantic-ID items and the masking strategies).
+
+The causal counterpart of QBERT4Rec: RecBole's SASRec with its free item embedding replaced by items
+composed from their semantic IDs (:class:`~recbole_qbert.model.semantic_items.SemanticItemsMixin`: the sum
+of one code embedding per level, optionally plus an ID embedding). It separates what the codes bring
+from what the bidirectional masked training brings.
+
+Training reads one sequence per user (``QBERT4RecDataset``) and predicts the next item at every position
+of it with a softmax over the whole catalogue, which is SASRec's original objective: the same
+(history, next item) pairs as RecBole's one sample per prefix, in one pass over each history. With
+``input_mask_strategies``, strategies of the masking registry hide some input items behind a mask token
+in training (every position still predicts its next item), so the model learns to recommend from
+incomplete histories.
+"""
+import torch
+from recbole.model.sequential_recommender.sasrec import SASRec
+from recbole.utils import InputType
+from torch import nn
+
+from recbole_qbert.errors import QBertError
+from recbole_qbert.masking import MaskMixture
+from recbole_qbert.model.length_buckets import encode_by_length
+from recbole_qbert.model.pretrained import load_pretrained
+from recbole_qbert.model.qbert4rec_dataset import QBERT4RecDataset
+from recbole_qbert.model.semantic_items import SemanticItemsMixin
+
+
+class QSASRec(SemanticItemsMixin, SASRec):
+    input_type = InputType.POINTWISE
+    dataset_class = QBERT4RecDataset
+
+    def __init__(self, config, dataset):
+        if config["loss_type"] != "CE":
+            raise QBertError(f"QSASRec trains with loss_type CE only, got '{config['loss_type']}'")
+        super().__init__(config, dataset)
+        del self.item_embedding  # SASRec's free ID table: items are composed from their codes instead
+        self.build_item_tables(config, dataset)
+        strategies = config["input_mask_strategies"]
+        self.masking = MaskMixture(strategies, config["mask_options"]) if strategies else None
+        self.mask_embedding = nn.Parameter(torch.zeros(self.hidden_size)) if strategies else None
+        self.apply(self._init_weights)
+        self.reset_item_biases()
+        if self.mask_embedding is not None:
+            nn.init.normal_(self.mask_embedding, std=self.initializer_range)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(int(config["seed"]) + int(config["local_rank"] or 0))
+        if config["pretrained_checkpoint"]:
+            load_pretrained(self, config["pretrained_checkpoint"], freeze=config["freeze"] or [])
+        elif config["freeze"]:
+            raise QBertError("freeze is set but pretrained_checkpoint is not: nothing to keep frozen")
+
+    # the mask generator travels in the state dict, so a resumed run draws what a straight run would
+    def get_extra_state(self) -> dict:
+        return {"mask_rng": self.generator.get_state()}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.generator.set_state(state["mask_rng"])
+
+    def _encode_bucket(self, items: torch.Tensor, lengths: torch.Tensor, *mask: torch.Tensor) -> torch.Tensor:
+        """Causal encoding of ``items`` ``(B, T)`` (left-aligned, 0 after ``lengths``), with the positions
+        of an optional ``mask`` ``(B, T)`` replaced by the mask token -> ``(B, T, H)``."""
+        emb = self.item_embeddings(items)
+        if mask:
+            emb = torch.where(mask[0].unsqueeze(-1), self.mask_embedding.expand_as(emb), emb)
+        positions = torch.arange(items.shape[1], device=items.device)
+        x = self.dropout(self.LayerNorm(emb + self.position_embedding(positions).unsqueeze(0)))
+        return self.trm_encoder(x, self.get_attention_mask(items), output_all_encoded_layers=False)[-1]
+
+    def encode(self, items: torch.Tensor, lengths: torch.Tensor, *mask: torch.Tensor) -> torch.Tensor:
+        """Hidden states ``(B, T, H)`` of every position, each seeing only itself and earlier items."""
+        return encode_by_length(self._encode_bucket, items, lengths, self.hidden_size, *mask)
+
+    def forward(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
+        """The state after each user's last item ``(B, H)``, from which the next item is scored."""
+        hidden = self.encode(item_seq, item_seq_len)
+        return hidden[torch.arange(len(hidden), device=hidden.device), item_seq_len - 1]
+
+    def calculate_loss(self, interaction):
+        items = interaction[self.ITEM_SEQ]  # (B, L)
+        lengths = interaction[self.ITEM_SEQ_LEN]  # (B,)
+        rows = torch.arange(len(items), device=items.device)
+        # next item at every position: the history shifted by one, then the target after the last item
+        targets = torch.cat([items[:, 1:], torch.zeros_like(items[:, :1])], dim=1)
+        targets[rows, lengths - 1] = interaction[self.POS_ITEM_ID]
+        real = torch.arange(items.shape[1], device=items.device).unsqueeze(0) < lengths.unsqueeze(1)
+        mask = () if self.masking is None else (self.masking(lengths, items.shape[1], self.generator),)
+        hidden = self.encode(items, lengths, *mask)
+        return nn.functional.cross_entropy(self.catalogue_scores(hidden[real]), targets[real])
+
+    def full_sort_predict(self, interaction):
+        hidden = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        return self.catalogue_scores(hidden)  # (B, n_items)
+
+    def predict(self, interaction):
+        scores = self.full_sort_predict(interaction)
+        return scores.gather(1, interaction[self.ITEM_ID].unsqueeze(1)).squeeze(1)
