@@ -9,8 +9,8 @@ import pytest
 
 import recbole_qbert  # noqa: F401  (numpy compatibility layer before RecBole is used)
 from dataset_prep.convert import main
-from fixtures.raw_data import (ITEM_FILE, S3REC_ITEMS, S3REC_NAMES, UNISREC_SEQUENCES, review_lines,
-                               write_mcauley, write_s3rec, write_unisrec)
+from fixtures.raw_data import (ITEM_FILE, S3REC_ITEMS, S3REC_NAMES, UNISREC_ITEMS, UNISREC_SEQUENCES,
+                               UNISREC_USERS, review_lines, write_mcauley, write_s3rec, write_unisrec)
 from recbole_qbert.convert.atomic_writer import write_dataset
 from recbole_qbert.convert.kcore import kcore_filter
 from recbole_qbert.convert.mcauley import convert_mcauley
@@ -257,6 +257,19 @@ def test_unisrec_rebuilds_sequences_with_text(tmp_path):
     assert text["I_A"] == "Alpha glue. Industrial & Scientific. Gorilla."
     assert text["I_B"] == "Beta lid."
     assert meta["notes"]["repeated_user_item_pairs"] == 1
+
+
+def test_unisrec_rebuilds_histories_cut_to_the_last_items(tmp_path):
+    """UniSRec keeps the last 50 items of each history; here 3, so users 1 and 2 (5 and 7 items, one
+    with a repeated window start) are only whole across the rows that overlap."""
+    sequences = {0: [0, 1, 2, 3], 1: [4, 3, 2, 1, 0], 2: [1, 2, 1, 3, 1, 2, 4]}
+    src = write_unisrec(tmp_path, sequences=sequences, cap=3)
+    assert "2\t1 2 4\n" not in (src / "Scientific.test.inter").read_text()  # really cut
+    write_dataset(convert_unisrec(src, "tiny"), tmp_path / "out")
+    inter, _, _ = converted(tmp_path / "out", "tiny")
+    for user, seq in sequences.items():
+        got = list(inter.loc[inter["user_id"] == UNISREC_USERS[user], "item_id"])
+        assert got == [UNISREC_ITEMS[i] for i in seq]
 
 
 @pytest.mark.parametrize("split, edit, message", [

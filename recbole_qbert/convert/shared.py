@@ -1,4 +1,4 @@
-"""The three Amazon datasets of the shared data folder, and how each is converted."""
+"""The Amazon datasets of the shared data folder, and how each is converted."""
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -18,4 +18,5 @@ SHARED_DATASETS = (
                   lambda src, name: convert_s3rec(src, name, item_file="Amazon_Beauty.item")),
     SharedDataset("amazon-sports", "amazon-sports-2014-5core", convert_s3rec),
     SharedDataset("amazon-scientific", "amazon-scientific-2018-mm-subset", convert_unisrec),
+    SharedDataset("amazon-scientific-full", "amazon-scientific-2018-unisrec", convert_unisrec),
 )

@@ -10,6 +10,7 @@ EXPECTED: Dict[str, Tuple[int, int, int]] = {
     "amazon-beauty": (22363, 12101, 198502),
     "amazon-sports": (35598, 18357, 296337),
     "amazon-scientific": (2928, 1585, 19712),
+    "amazon-scientific-full": (8442, 4385, 59427),
 }
 
 

@@ -2,9 +2,9 @@
 
 The split files hold ``user index, item_id_list, item index`` rows: ``test`` one row per user whose
 list plus target is the user's whole chronological sequence, ``valid`` that sequence without its last
-item, ``train`` every prefix ending before the last two items. The sequence is rebuilt from ``test`` and
-checked against ``valid`` and ``train``; users and items are written under their original
-reviewerID / ASIN, with ordinal timestamps. The item field ``text`` (token_seq) comes from ``<P>.text``.
+item, ``train`` every prefix ending before the last two items. Histories may be cut to their last items
+(UniSRec keeps 50): a long sequence is then rebuilt from the rows that overlap. Users and items are
+written under their original reviewerID / ASIN, with ordinal timestamps. The item field ``text`` (token_seq) comes from ``<P>.text``.
 """
 from collections import defaultdict
 from pathlib import Path
@@ -58,18 +58,61 @@ def _read_split(path: Path, n_users: int, n_items: int) -> Iterator[Tuple[int, i
         yield lineno, user_index, items
 
 
+def _history(seq: List[int], k: int, cap: int) -> List[int]:
+    """The history a row predicting ``seq[k]`` holds: the items before it, the last ``cap`` of them."""
+    return seq[max(0, k - cap):k]
+
+
+def _rebuild(user: int, rows: List[Tuple[Path, int, List[int]]], cap: int) -> List[int]:
+    """A user's whole sequence from its rows ``(file, line, history + [target])``, the test row last.
+
+    UniSRec cuts ``item_id_list`` to the last ``cap`` items, so a long history is not whole in any one
+    row: the untruncated rows give its start, and each row whose history is a full window of ``cap``
+    items adds the item after that window."""
+    path, lineno, test = rows[-1]
+    if len(test) - 1 < cap:
+        return test
+    whole = [items for _, _, items in rows if len(items) - 1 < cap]
+    if not whole:
+        raise QBertError(f"{path}: line {lineno}: user {user}: no row holds the start of its sequence")
+    seq = list(max(whole, key=len))
+    after: Dict[Tuple[int, ...], set] = defaultdict(set)
+    for _, _, items in rows:
+        if len(items) - 1 == cap:
+            after[tuple(items[:-1])].add(items[-1])
+    while True:
+        nxt = after.get(tuple(seq[-cap:]))
+        if not nxt:
+            return seq
+        if len(nxt) > 1 or len(seq) > len(rows) + cap:
+            raise QBertError(f"{path}: line {lineno}: user {user}: its truncated rows do not chain into one "
+                             "sequence")
+        seq.append(next(iter(nxt)))
+
+
 def _sequences(src: Path, prefix: str, n_users: int, n_items: int) -> Dict[int, List[int]]:
-    """user index -> whole item-index sequence, rebuilt from ``test`` and checked against the others."""
+    """user index -> whole item-index sequence, rebuilt from the three splits and checked against them:
+    ``test`` ends it, ``valid`` is it without the last item, ``train`` holds every prefix ending before
+    the last two items, each row's history cut to the same longest length (UniSRec uses 50)."""
     test, valid, train = (require_file(src / f"{prefix}.{split}.inter") for split in ("test", "valid", "train"))
+    rows = {path: list(_read_split(path, n_users, n_items)) for path in (test, valid, train)}
+    cap = max(len(items) - 1 for split in rows.values() for _, _, items in split)
+    by_user: Dict[int, List[Tuple[Path, int, List[int]]]] = defaultdict(list)
+    for path in (train, valid, test):
+        for lineno, user, items in rows[path]:
+            by_user[user].append((path, lineno, items))
+
     full: Dict[int, List[int]] = {}
-    for lineno, user, items in _read_split(test, n_users, n_items):
+    for lineno, user, items in rows[test]:
         if user in full:
             raise QBertError(f"{test}: line {lineno}: user {user} has two rows")
         full[user] = items
+    full = {user: _rebuild(user, by_user[user], cap) for user in full}
 
     seen_valid = set()
-    for lineno, user, items in _read_split(valid, n_users, n_items):
-        if user not in full or items != full[user][:-1] or user in seen_valid:
+    for lineno, user, items in rows[valid]:
+        seq = full.get(user)
+        if seq is None or items != _history(seq, len(seq) - 2, cap) + [seq[-2]] or user in seen_valid:
             raise QBertError(f"{valid}: line {lineno}: row of user {user} is not its test sequence "
                              "without the last item (or is repeated)")
         seen_valid.add(user)
@@ -77,15 +120,18 @@ def _sequences(src: Path, prefix: str, n_users: int, n_items: int) -> Dict[int, 
         raise QBertError(f"{valid}: {len(set(full) - seen_valid)} users of the test split have no row")
 
     prefixes: Dict[int, List[int]] = defaultdict(list)
-    for lineno, user, items in _read_split(train, n_users, n_items):
+    for lineno, user, items in rows[train]:
         seq = full.get(user)
-        if seq is None or len(items) > len(seq) - 2 or items != seq[:len(items)]:
+        # the prefix a row is: by its length when whole, else the first unclaimed place its window fits
+        fits = [] if seq is None else [k for k in range(1, len(seq) - 2)
+                                       if items == _history(seq, k, cap) + [seq[k]] and k not in prefixes[user]]
+        if not fits:
             raise QBertError(f"{train}: line {lineno}: row of user {user} is not a prefix of its test "
                              "sequence ending before the last two items")
-        prefixes[user].append(len(items))
+        prefixes[user].append(fits[0])
     for user, seq in full.items():
         # every prefix of length 2..n-2 exactly once (a 1-item prefix has no history to train on)
-        if sorted(prefixes.get(user, [])) != list(range(2, len(seq) - 1)):
+        if sorted(prefixes.get(user, [])) != list(range(1, len(seq) - 2)):
             raise QBertError(f"{train}: user {user}: training rows are not exactly the prefixes of its "
                              f"test sequence of length 2..{len(seq) - 2}")
     return full
