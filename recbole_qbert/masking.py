@@ -160,6 +160,13 @@ class LastMask(MaskingStrategy):
         return _span_mask(lengths - 1, torch.ones_like(lengths), max_len)
 
 
+def mask_generator(config, device) -> torch.Generator:
+    """The generator masks are drawn from, seeded by the run's seed; each distributed rank draws its own."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(int(config["seed"]) + int(config["local_rank"] or 0))
+    return generator
+
+
 def build_strategy(name: str, options: Mapping = None) -> MaskingStrategy:
     if name not in MASKING_STRATEGIES:
         raise QBertError(f"unknown masking strategy '{name}' (registered: {', '.join(sorted(MASKING_STRATEGIES))})")

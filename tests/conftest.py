@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import recbole_qbert  # noqa: F401  (compatibility layer before any RecBole import)
-from fixtures.tiny import write_tiny_dataset
+from fixtures.tiny import write_tiny_dataset, write_tiny_semantic_ids
 
 
 @pytest.fixture(scope="session")
@@ -14,6 +14,12 @@ def tiny_data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("atomic")
     write_tiny_dataset(root)
     return root
+
+
+@pytest.fixture(scope="session")
+def sid_file(tmp_path_factory) -> Path:
+    """Semantic IDs of the ``tiny`` dataset's items (two levels, unique per item)."""
+    return write_tiny_semantic_ids(tmp_path_factory.mktemp("sid") / "tiny.sid")
 
 
 @pytest.fixture

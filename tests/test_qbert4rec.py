@@ -10,11 +10,6 @@ from recbole_qbert.runner import run
 import numpy as np
 
 
-@pytest.fixture(scope="module")
-def sid_file(tmp_path_factory):
-    return write_tiny_semantic_ids(tmp_path_factory.mktemp("sid") / "tiny.sid")
-
-
 def qbert(tiny_data, sid_file, run_dir, **extra):
     return run("QBERT4Rec", "tiny", overrides=tiny_overrides(tiny_data, sid_file=str(sid_file), **extra),
                run_dir=run_dir)

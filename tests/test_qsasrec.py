@@ -2,14 +2,9 @@
 import pytest
 import torch
 
-from fixtures.tiny import tiny_overrides, write_tiny_semantic_ids
+from fixtures.tiny import tiny_overrides
 from recbole_qbert.errors import QBertError
 from recbole_qbert.runner import run
-
-
-@pytest.fixture(scope="module")
-def sid_file(tmp_path_factory):
-    return write_tiny_semantic_ids(tmp_path_factory.mktemp("sid") / "tiny.sid")
 
 
 def qsasrec(tiny_data, sid_file, run_dir, **extra):

@@ -43,3 +43,11 @@ def load_pretrained(model, path, *, freeze: Iterable[str] = ()) -> None:
     for name in freeze:
         for parameter in getattr(model, name).parameters():
             parameter.requires_grad_(False)
+
+
+def load_pretrained_from_config(model, config) -> None:
+    """:func:`load_pretrained` for the config keys ``pretrained_checkpoint`` and ``freeze``."""
+    if config["pretrained_checkpoint"]:
+        load_pretrained(model, config["pretrained_checkpoint"], freeze=config["freeze"] or [])
+    elif config["freeze"]:
+        raise QBertError("freeze is set but pretrained_checkpoint is not: nothing to keep frozen")

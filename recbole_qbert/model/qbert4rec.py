@@ -27,9 +27,9 @@ from recbole.utils import InputType
 from torch import nn
 
 from recbole_qbert.errors import QBertError
-from recbole_qbert.masking import MaskMixture, build_strategy
+from recbole_qbert.masking import MaskMixture, build_strategy, mask_generator
 from recbole_qbert.model.length_buckets import encode_by_length
-from recbole_qbert.model.pretrained import load_pretrained
+from recbole_qbert.model.pretrained import load_pretrained_from_config
 from recbole_qbert.model.qbert4rec_dataset import QBERT4RecDataset
 from recbole_qbert.model.semantic_items import SemanticItemsMixin
 
@@ -73,13 +73,8 @@ class QBERT4Rec(SemanticItemsMixin, SequentialRecommender):
             self.masking = MaskMixture(config["mask_strategies"], config["mask_options"])
         else:
             self.masking = build_strategy("last")
-        self.generator = torch.Generator(device=self.device)
-        # each distributed rank draws its own masks
-        self.generator.manual_seed(int(config["seed"]) + int(config["local_rank"] or 0))
-        if config["pretrained_checkpoint"]:
-            load_pretrained(self, config["pretrained_checkpoint"], freeze=config["freeze"] or [])
-        elif config["freeze"]:
-            raise QBertError("freeze is set but pretrained_checkpoint is not: nothing to keep frozen")
+        self.generator = mask_generator(config, self.device)
+        load_pretrained_from_config(self, config)
 
     def on_training_progress(self, progress: float) -> None:
         """Called by the trainer before each epoch with the share of the run spent so far (epochs or

@@ -25,9 +25,9 @@ from recbole.utils import InputType
 from torch import nn
 
 from recbole_qbert.errors import QBertError
-from recbole_qbert.masking import MaskMixture
+from recbole_qbert.masking import MaskMixture, mask_generator
 from recbole_qbert.model.length_buckets import encode_by_length
-from recbole_qbert.model.pretrained import load_pretrained
+from recbole_qbert.model.pretrained import load_pretrained_from_config
 from recbole_qbert.model.qbert4rec_dataset import QBERT4RecDataset
 from recbole_qbert.model.semantic_items import SemanticItemsMixin
 
@@ -49,12 +49,8 @@ class QSASRec(SemanticItemsMixin, SASRec):
         self.reset_item_biases()
         if self.mask_embedding is not None:
             nn.init.normal_(self.mask_embedding, std=self.initializer_range)
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(int(config["seed"]) + int(config["local_rank"] or 0))
-        if config["pretrained_checkpoint"]:
-            load_pretrained(self, config["pretrained_checkpoint"], freeze=config["freeze"] or [])
-        elif config["freeze"]:
-            raise QBertError("freeze is set but pretrained_checkpoint is not: nothing to keep frozen")
+        self.generator = mask_generator(config, self.device)
+        load_pretrained_from_config(self, config)
 
     # the mask generator travels in the state dict, so a resumed run draws what a straight run would
     def get_extra_state(self) -> dict:

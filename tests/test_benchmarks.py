@@ -1,0 +1,73 @@
+"""The result scripts under benchmarks/: time to quality and the tuning log, on records made here."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import time_to_quality  # noqa: E402
+import tuning_log  # noqa: E402
+
+
+def record(seed, valid_curve, cpu_per_epoch, stop="early_stopping"):
+    history = [{"epoch": e, "train_cpu_s": cpu_per_epoch, "valid": {"ndcg@10": v}} for e, v in enumerate(valid_curve)]
+    return {"seed": seed, "history": history, "valid": {"ndcg@10": max(valid_curve)},
+            "test": {"ndcg@10": max(valid_curve) - 0.01}, "stop_reason": stop, "best_epoch": 0,
+            "epochs_trained": len(valid_curve), "train_cpu_s": cpu_per_epoch * len(valid_curve)}
+
+
+def write_board(tmp_path, models, runs):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"name": "board", "dataset": "tiny", "models": models, "seeds": [1, 2]}))
+    board = tmp_path / "board"
+    (board / "records").mkdir(parents=True)
+    for (model, seed), content in runs.items():
+        (board / "records" / f"{model}-seed{seed}.json").write_text(json.dumps(content))
+    return spec, board
+
+
+def test_time_to_quality_counts_cpu_seconds_until_the_reference_best(tmp_path, capsys):
+    spec, board = write_board(tmp_path, ["SASRec", "Fast", "Never"], {
+        ("SASRec", 1): record(1, [0.1, 0.3, 0.5, 0.4], 10.0), ("SASRec", 2): record(2, [0.2, 0.6], 10.0),
+        ("Fast", 1): record(1, [0.5, 0.7], 2.0), ("Fast", 2): record(2, [0.1, 0.2, 0.6], 2.0),
+        ("Never", 1): record(1, [0.1, 0.2], 1.0), ("Never", 2): record(2, [0.59], 1.0),
+    })
+    out = tmp_path / "ttq.json"
+    assert time_to_quality.main([str(spec), "--board", str(board), "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["targets"] == {"1": 0.5, "2": 0.6}
+    assert [r["cpu_s"] for r in result["models"]["SASRec"]["runs"]] == [30.0, 20.0]
+    assert [r["cpu_s"] for r in result["models"]["Fast"]["runs"]] == [2.0, 6.0]
+    assert result["models"]["Fast"]["mean_cpu_s_when_reached"] == 4.0
+    assert result["models"]["Never"]["reached"] == "0/2" and result["models"]["Never"]["mean_cpu_s_when_reached"] is None
+    assert "Never" in capsys.readouterr().out
+
+
+def test_time_to_quality_needs_the_reference_row(tmp_path):
+    spec, board = write_board(tmp_path, ["SASRec"], {})
+    with pytest.raises(SystemExit, match="no records of the reference row 'SASRec'"):
+        time_to_quality.main([str(spec), "--board", str(board), "--out", str(tmp_path / "x.json")])
+
+
+def test_tuning_log_chooses_by_validation_only_per_family(tmp_path, monkeypatch):
+    spec = tmp_path / "tune.yaml"
+    grid = lambda h: {"hidden_size": h, "learning_rate": 0.001}  # noqa: E731
+    spec.write_text(yaml.safe_dump({"name": "tune", "dataset": "tiny", "seeds": [1], "models": [
+        {"name": "A-h64", "model": "SASRec", "config": grid(64)},
+        {"name": "A-h128", "model": "SASRec", "config": grid(128)},
+        {"name": "B-h64", "model": "SASRec", "config": {**grid(64), "n_layers": 1}},
+    ]}))
+    board = tmp_path / "results" / "leaderboard" / "tune"
+    (board / "records").mkdir(parents=True)
+    runs = {"A-h64": record(1, [0.30], 1.0), "A-h128": record(1, [0.31], 1.0), "B-h64": record(1, [0.2], 1.0)}
+    runs["A-h64"]["test"]["ndcg@10"] = 0.9  # a better test score must not change the choice
+    for name, content in runs.items():
+        (board / "records" / f"{name}-seed1.json").write_text(json.dumps(content))
+    monkeypatch.setattr("recbole_qbert.leaderboard.PROJECT_ROOT", tmp_path)
+    tuning_log.main([str(spec), "--out", str(tmp_path / "log")])
+    chosen = json.loads((tmp_path / "log.json").read_text())["chosen"]
+    assert chosen == {"SASRec": "A-h128", 'SASRec {"n_layers": 1}': "B-h64"}
+    assert "| **0.3100** |" in (tmp_path / "log.md").read_text()
