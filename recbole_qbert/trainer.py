@@ -118,6 +118,8 @@ class SafeTrainerMixin:
         self.train_cpu_seconds = 0.0
         self.best_epoch = None
         self.stop_reason = None
+        self._train_loader = None  # its shuffling state goes into last.pth
+        self._pending_rng = None  # random states of a resumed run, restored when training starts
 
     # -- what a checkpoint holds --------------------------------------------------------------
     def _meta(self) -> dict:
@@ -169,7 +171,7 @@ class SafeTrainerMixin:
             "state_dict": self.model.state_dict(),
             "other_parameter": self.model.other_parameter(),
             "optimizer": self.optimizer.state_dict(),
-            "rng": rng_states(getattr(self, "_train_loader", None)),
+            "rng": rng_states(self._train_loader),
         }, self.last_checkpoint_file)
 
     def resume_checkpoint(self, resume_file=None):
@@ -182,7 +184,7 @@ class SafeTrainerMixin:
         self.model.load_state_dict(state["state_dict"])
         self.model.load_other_parameter(state.get("other_parameter"))
         self.optimizer.load_state_dict(state["optimizer"])
-        self._pending_rng = state["rng"]  # the loader's shuffling state is set when training starts
+        self._pending_rng = state["rng"]
         self.cur_step = state["cur_step"]
         self.best_valid_score = state["best_valid_score"]
         self.best_valid_result = state["best_valid_result"] or None
@@ -222,7 +224,7 @@ class SafeTrainerMixin:
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         self._train_loader = train_data
-        if getattr(self, "_pending_rng", None) is not None:
+        if self._pending_rng is not None:
             set_rng_states(self._pending_rng, train_data)
             self._pending_rng = None
         hook = getattr(self.model, "on_training_progress", None)
