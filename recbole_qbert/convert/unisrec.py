@@ -4,7 +4,8 @@ The split files hold ``user index, item_id_list, item index`` rows: ``test`` one
 list plus target is the user's whole chronological sequence, ``valid`` that sequence without its last
 item, ``train`` every prefix ending before the last two items. Histories may be cut to their last items
 (UniSRec keeps 50): a long sequence is then rebuilt from the rows that overlap. Users and items are
-written under their original reviewerID / ASIN, with ordinal timestamps. The item field ``text`` (token_seq) comes from ``<P>.text``.
+written under their original reviewerID / ASIN, with ordinal timestamps. The item field ``text``
+(token_seq) comes from ``<P>.text``.
 """
 from collections import defaultdict
 from pathlib import Path
