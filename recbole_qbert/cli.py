@@ -4,6 +4,7 @@ Problems with the user's input end in one line, ``error: <message>``, and exit s
 """
 import argparse
 import functools
+import signal
 import sys
 from typing import List, Optional
 
@@ -12,18 +13,24 @@ from recbole_qbert.errors import QBertError
 
 def one_line_errors(main):
     """Wrap ``main(argv) -> int`` so that a :class:`QBertError` prints ``error: <message>`` and returns 2,
-    and Ctrl-C says how to resume; every command-line tool of the project uses it."""
+    and Ctrl-C or SIGTERM says how to resume and returns 128 + the signal number (the ``finally`` blocks
+    that remove temporary files and locks run first); every command-line tool of the project uses it."""
 
     @functools.wraps(main)
     def wrapper(argv: Optional[List[str]] = None) -> int:
+        from recbole_qbert.children import Stopped, stop_on_signals
+
+        if argv is None:  # run as a command, not called from a test
+            stop_on_signals()
         try:
             return main(sys.argv[1:] if argv is None else argv) or 0
         except QBertError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        except KeyboardInterrupt:
-            print("interrupted: rerun the same command to resume", file=sys.stderr)
-            return 130
+        except KeyboardInterrupt as e:
+            signum = e.signum if isinstance(e, Stopped) else signal.SIGINT
+            print(f"stopped by {signal.Signals(signum).name}: rerun the same command to resume", file=sys.stderr)
+            return 128 + signum
 
     return wrapper
 
@@ -82,8 +89,9 @@ def leaderboard_main(argv: List[str]) -> int:
         epilog="Any other --key=value overrides a config key for every run.")
     parser.add_argument("spec", help="leaderboard YAML, e.g. properties/leaderboard/ml-100k-pipeline.yaml")
     parser.add_argument("--out", default=None, help="output folder (default: results/leaderboard/<spec name>)")
-    parser.add_argument("--models", default=None, help="comma-separated models, replacing the spec's")
-    parser.add_argument("--seeds", default=None, help="comma-separated seeds, replacing the spec's")
+    parser.add_argument("--models", default=None, help="comma-separated models to run; without --out the "
+                        "table still shows every run of the spec recorded so far")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds to run (as --models)")
     parser.add_argument("--render-only", action="store_true", help="only re-render from existing records")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (set cpu_threads so that jobs x "
                         "threads fits the cores; timings then share the machine)")
@@ -93,13 +101,12 @@ def leaderboard_main(argv: List[str]) -> int:
     from recbole_qbert.leaderboard import load_spec, render, run_all
 
     spec = load_spec(args.spec, out=args.out, overrides=parse_overrides(rest))
-    if args.models:
-        spec.models = [m.strip() for m in args.models.split(",") if m.strip()]
-    if args.seeds:
-        try:
-            spec.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-        except ValueError:
-            raise QBertError(f"--seeds: expected comma-separated integers, got '{args.seeds}'") from None
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()] if args.seeds else None
+    except ValueError:
+        raise QBertError(f"--seeds: expected comma-separated integers, got '{args.seeds}'") from None
+    spec.select(models, seeds, separate=args.out is not None)
     if args.jobs < 1:
         raise QBertError(f"--jobs must be at least 1, got {args.jobs}")
     if not args.render_only:

@@ -9,6 +9,7 @@ redone; an interrupted run resumes from its ``last.pth``; a run whose config or 
 ``extends: OTHER.yaml`` takes the other spec's keys (not its name); ``config`` and ``model_config`` are
 merged key by key, this spec's winning.
 """
+import contextlib
 import math
 import statistics
 import subprocess
@@ -19,8 +20,10 @@ from typing import Dict, List, Optional
 
 import yaml
 
+from recbole_qbert.children import Children
 from recbole_qbert.config import PROJECT_ROOT, build_config, load_spec_yaml
 from recbole_qbert.errors import QBertError
+from recbole_qbert.locks import output_lock
 from recbole_qbert.model_registry import is_own_model, resolve_model
 from recbole_qbert.run_record import command_line, machine_summary
 from recbole_qbert.safe_io import atomic_open, write_text
@@ -46,6 +49,32 @@ class Spec:
     model_class: Dict[str, str] = field(default_factory=dict)  # row name -> RecBole/own model, for variants
     source: str = ""
     runs_root: Path = PROJECT_ROOT / "saved" / "leaderboard"  # checkpoints and logs, not committed
+    # a partial run (--models/--seeds) runs only these; the table still shows every record of the spec
+    selected_models: Optional[List[str]] = None
+    selected_seeds: Optional[List[int]] = None
+    command: str = field(default_factory=command_line)  # what command.txt says reproduces the table
+
+    @property
+    def run_models(self) -> List[str]:
+        return self.selected_models or self.models
+
+    @property
+    def run_seeds(self) -> List[int]:
+        return self.selected_seeds or self.seeds
+
+    def select(self, models: Optional[List[str]] = None, seeds: Optional[List[int]] = None, *,
+               separate: bool) -> None:
+        """Run only ``models`` x ``seeds``. ``separate`` (an output folder of its own): the table shows
+        the selection only; otherwise it is merged into the spec's table, which shows every record of
+        the spec (and of the selection), and command.txt keeps the command without the selection."""
+        if separate:
+            self.models, self.seeds = models or self.models, seeds or self.seeds
+            return
+        self.selected_models, self.selected_seeds = models, seeds
+        self.models = self.models + [m for m in models or [] if m not in self.models]
+        self.seeds = self.seeds + [s for s in seeds or [] if s not in self.seeds]
+        if models or seeds:
+            self.command = command_line(drop=("--models", "--seeds"))
 
     def run_id(self, model: str, seed: int) -> str:
         return f"{model}-seed{seed}"
@@ -104,13 +133,20 @@ def load_spec(path, out: Optional[str] = None, overrides: Optional[Dict] = None)
     )
 
 
-def _read_json(path: Path) -> Optional[dict]:
+def read_record(path: Path) -> Optional[dict]:
+    """The run record at ``path``, None when there is none; a damaged one is a one-line error."""
     import json
 
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
         return None
+    except (OSError, ValueError) as e:
+        raise QBertError(f"{path}: damaged run record ({type(e).__name__}); delete it and rerun without "
+                         "--render-only to redo that run") from None
+    if not isinstance(record, dict) or not isinstance(record.get("test"), dict):
+        raise QBertError(f"{path}: not a run record; delete it and rerun without --render-only to redo that run")
+    return record
 
 
 def _run_identity(spec: Spec, model: str, seed: int, config_file: Path):
@@ -135,7 +171,11 @@ def _plan(spec: Spec, model: str, seed: int, tag: str) -> Optional[List[str]]:
         yaml.safe_dump(spec.run_config(model, seed), f, sort_keys=True)
     identity = _run_identity(spec, model, seed, config_file)
 
-    record = _read_json(spec.record_path(model, seed))
+    try:
+        record = read_record(spec.record_path(model, seed))
+    except QBertError as e:
+        print(f"{tag}: {e}; running it again", flush=True)  # the run rewrites it
+        record = None
     if record and (record.get("config_hash"), record.get("budget"), record.get("inputs")) == identity:
         print(f"{tag}: done, reusing {spec.record_path(model, seed)}", flush=True)
         return None
@@ -157,21 +197,28 @@ def _plan(spec: Spec, model: str, seed: int, tag: str) -> Optional[List[str]]:
 
 def run_all(spec: Spec, jobs: int = 1) -> None:
     """Run every (model, seed) not already recorded with the current config, ``jobs`` at a time (with
-    ``jobs > 1`` each run's console output goes to ``<run dir>/console.log``)."""
-    write_text(spec.out / "command.txt", command_line() + "\n")
-    pairs = [(m, s) for m in spec.models for s in spec.seeds]
+    ``jobs > 1`` each run's console output goes to ``<run dir>/console.log``).
+
+    The output folder and each run folder are locked until the end: a second leaderboard (or a direct
+    run) writing there is refused. SIGINT or SIGTERM stop the runs in flight, which resume next time."""
+    with output_lock(spec.out, what="leaderboard"), contextlib.ExitStack() as held:
+        write_text(spec.out / "command.txt", spec.command + "\n")
+        with Children() as children:  # stopped before the locks above are released
+            _run_pairs(spec, jobs, children, held)
+
+
+def _run_pairs(spec: Spec, jobs: int, children: Children, held: contextlib.ExitStack) -> None:
+    pairs = [(m, s) for m in spec.run_models for s in spec.run_seeds]
     running: List[tuple] = []
     failures: List[str] = []
 
     def reap(block: bool) -> None:
         for entry in list(running):
-            tag, proc, run_dir, log = entry
+            tag, proc, run_dir = entry
             code = proc.wait() if block else proc.poll()
             if code is None:
                 continue
             running.remove(entry)
-            if log is not None:
-                log.close()
             if code != 0:
                 failures.append(f"{tag} failed with exit status {code}; see {run_dir / 'run.log'}")
             elif jobs > 1:
@@ -185,13 +232,13 @@ def run_all(spec: Spec, jobs: int = 1) -> None:
             reap(block=True)
         if failures and jobs == 1:
             break
+        run_dir = spec.run_dir(model, seed)
+        held.enter_context(output_lock(run_dir, what="run"))  # the run inherits it
         cmd = _plan(spec, model, seed, tag)
         if cmd is None:
             continue
-        run_dir = spec.run_dir(model, seed)
-        log = open(run_dir / "console.log", "w", encoding="utf-8") if jobs > 1 else None
-        running.append((tag, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT if log else None),
-                        run_dir, log))
+        log = held.enter_context(open(run_dir / "console.log", "w", encoding="utf-8")) if jobs > 1 else None
+        running.append((tag, children.start(cmd, stdout=log, stderr=subprocess.STDOUT if log else None), run_dir))
     while running:
         reap(block=True)
     if failures:
@@ -205,10 +252,27 @@ def collect(spec: Spec) -> Dict[str, List[dict]]:
     """The records of the spec's runs that exist, by model, in spec order."""
     by_model = {}
     for model in spec.models:
-        records = [r for r in (_read_json(spec.record_path(model, s)) for s in spec.seeds) if r]
+        records = [r for r in (read_record(spec.record_path(model, s)) for s in spec.seeds) if r]
         if records:
+            _check_same_inputs(spec, model, records)
             by_model[model] = records
     return by_model
+
+
+def _check_same_inputs(spec: Spec, model: str, records: List[dict]) -> None:
+    """Seeds of one row are averaged only when they trained the same config on the same files."""
+    first = records[0]
+    for r in records[1:]:
+        for key in ("config_hash", "inputs"):
+            if r.get(key) == first.get(key):
+                continue
+            if key == "inputs":
+                a, b = first.get(key) or {}, r.get(key) or {}
+                what = "input files " + ", ".join(sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k)))
+            else:
+                what = "configs"
+            raise QBertError(f"{spec.out / 'records'}: {model} seeds {first['seed']} and {r['seed']} were made "
+                             f"from different {what}; rerun without --render-only so the stale runs are redone")
 
 
 def _mean_std(values: List[float]):

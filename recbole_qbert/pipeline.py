@@ -22,6 +22,7 @@ leaderboard then reuses each finished (model, seed) run whose config and input f
 ``{atomic}`` in ``inputs`` is the dataset's folder of atomic files (ml-100k: the one in the recbole wheel).
 The run's figures (seconds, peak memory and reuse per step) go to ``results/pipeline/<name>.json``.
 """
+import contextlib
 import datetime
 import hashlib
 import os
@@ -33,8 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from recbole_qbert.children import Children
 from recbole_qbert.config import PROJECT_ROOT, load_spec_yaml, project_path, shown_path
 from recbole_qbert.errors import QBertError
+from recbole_qbert.locks import output_lock
 from recbole_qbert.safe_io import sha256_file, write_json
 
 SPEC_KEYS = {"name", "dataset", "extends", "steps", "leaderboard"}
@@ -168,9 +171,9 @@ def run_step(step: Step, log_file: Path) -> Dict:
     child's peak resident memory."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    with open(log_file, "w", encoding="utf-8") as log:
-        proc = subprocess.Popen(step.command(), cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, bufsize=1)
+    with open(log_file, "w", encoding="utf-8") as log, Children() as children:
+        proc = children.start(step.command(), cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, bufsize=1)
         for line in proc.stdout:
             sys.stdout.write(f"  {line}")
             log.write(line)
@@ -181,6 +184,22 @@ def run_step(step: Step, log_file: Path) -> Dict:
         raise QBertError(f"step '{step.name}' failed with exit status {code}: {' '.join(map(shlex.quote, step.run))} "
                          f"(log: {shown_path(log_file)})")
     return {"seconds": round(time.perf_counter() - start, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+
+
+def _run_or_reuse(pipeline: Pipeline, step: Step, tag: str, forced: bool) -> Dict:
+    identity = step_identity(step)
+    stamp = None if forced else current_stamp(pipeline, step, identity)
+    if stamp is not None:
+        print(f"{tag}: inputs unchanged, reusing {', '.join(shown_path(p) for p in step.outputs)}", flush=True)
+        return {"step": step.name, "reused": True, "made": {k: stamp.get(k) for k in
+                                                            ("seconds", "peak_rss_mb", "finished")}}
+    print(f"{tag}: {' '.join(map(shlex.quote, step.run))}", flush=True)
+    _stamp_path(pipeline, step).unlink(missing_ok=True)  # a failed rerun must not look current
+    cost = run_step(step, pipeline.stamps / f"{step.name}.log")
+    outputs = file_hashes(step.outputs, "output", step.name)
+    write_json(_stamp_path(pipeline, step), {"identity": identity, "run": step.run, "outputs": outputs,
+                                             **cost, "finished": datetime.datetime.now().isoformat(timespec="seconds")})
+    return {"step": step.name, "reused": False, **cost}
 
 
 def run_pipeline(pipeline: Pipeline, *, force: Optional[List[str]] = None, leaderboard: bool = True,
@@ -195,21 +214,11 @@ def run_pipeline(pipeline: Pipeline, *, force: Optional[List[str]] = None, leade
     started = time.perf_counter()
     figures = []
     for i, step in enumerate(pipeline.steps, 1):
-        tag = f"[{i}/{len(pipeline.steps)}] {step.name}"
-        identity = step_identity(step)
-        stamp = None if step.name in force else current_stamp(pipeline, step, identity)
-        if stamp is not None:
-            print(f"{tag}: inputs unchanged, reusing {', '.join(shown_path(p) for p in step.outputs)}", flush=True)
-            figures.append({"step": step.name, "reused": True, "made": {k: stamp.get(k) for k in
-                                                                        ("seconds", "peak_rss_mb", "finished")}})
-            continue
-        print(f"{tag}: {' '.join(map(shlex.quote, step.run))}", flush=True)
-        _stamp_path(pipeline, step).unlink(missing_ok=True)  # a failed rerun must not look current
-        cost = run_step(step, pipeline.stamps / f"{step.name}.log")
-        outputs = file_hashes(step.outputs, "output", step.name)
-        write_json(_stamp_path(pipeline, step), {"identity": identity, "run": step.run, "outputs": outputs,
-                                                 **cost, "finished": datetime.datetime.now().isoformat(timespec="seconds")})
-        figures.append({"step": step.name, "reused": False, **cost})
+        with contextlib.ExitStack() as locks:
+            for path in [*step.outputs, _stamp_path(pipeline, step)]:  # one writer per output
+                locks.enter_context(output_lock(path, what=f"step '{step.name}'"))
+            figures.append(_run_or_reuse(pipeline, step, f"[{i}/{len(pipeline.steps)}] {step.name}",
+                                         step.name in force))
     board_s = None
     if leaderboard and pipeline.leaderboard is not None:
         from recbole_qbert.leaderboard import load_spec, render, run_all

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from functools import lru_cache
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -73,8 +74,17 @@ def peak_memory_mb() -> dict:
     return peak
 
 
-def command_line() -> str:
-    return " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])
+def command_line(drop: Sequence[str] = ()) -> str:
+    """This process's command line; ``drop``: options left out (``--opt=value`` or ``--opt value``)."""
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg in drop:
+            skip = True
+        elif arg.split("=", 1)[0] not in drop:
+            args.append(arg)
+    return " ".join([os.path.basename(sys.argv[0])] + args)
 
 
 def run_budget(config) -> dict:

@@ -16,6 +16,7 @@ from typing import Dict, Optional, Sequence
 from recbole_qbert.atomic_check import check_atomic_files
 from recbole_qbert.config import PROJECT_ROOT, build_config, plain_config, project_path, shown_path
 from recbole_qbert.errors import QBertError
+from recbole_qbert.locks import output_lock
 from recbole_qbert.model_registry import is_own_model, resolve_model
 from recbole_qbert.run_record import command_line, git_commit, machine_info, peak_memory_mb, run_budget
 from recbole_qbert.safe_io import write_json
@@ -147,14 +148,19 @@ def run(model: str, dataset: str, config_files: Sequence = (), overrides: Option
         run_dir=None, resume: bool = False, record_path=None, nproc: int = 1) -> dict:
     """Train ``model`` on ``dataset``, test the best validation epoch, and return the result record.
 
-    ``run_dir`` receives ``best.pth``, ``last.pth``, ``run.log`` and (unless ``record_path`` says
-    otherwise) ``record.json``. With ``resume``, training continues from ``run_dir/last.pth``. With
+    ``run_dir`` is locked while the run works in it (a second writer is refused) and receives
+    ``best.pth``, ``last.pth``, ``run.log`` and (unless ``record_path`` says otherwise) ``record.json``. With ``resume``, training continues from ``run_dir/last.pth``. With
     ``nproc > 1``, that many processes train together through torch.distributed (NCCL on GPUs, gloo on
     CPUs), each on its share of every batch, as RecBole's own distributed training does.
     """
+    run_dir = Path(run_dir) if run_dir else default_run_dir(model, dataset)
+    with output_lock(run_dir, what="run"):
+        return _run_locked(model, dataset, config_files, overrides, run_dir, resume, record_path, nproc)
+
+
+def _run_locked(model, dataset, config_files, overrides, run_dir: Path, resume: bool, record_path, nproc: int):
     import torch
 
-    run_dir = Path(run_dir) if run_dir else default_run_dir(model, dataset)
     record_path = Path(record_path) if record_path else run_dir / "record.json"
     if resume and not (run_dir / "last.pth").is_file():
         raise QBertError(f"{run_dir / 'last.pth'}: nothing to resume from")

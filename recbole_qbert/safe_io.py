@@ -4,6 +4,7 @@ Every artifact is written to a temporary file in the destination folder and rena
 so a crash leaves either the old file or the new one, never half of one.
 """
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -35,6 +36,16 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def remove_stale_temps(path: PathLike) -> None:
+    """Delete the temporary files :func:`atomic_path` left for ``path`` (a file) or anywhere under ``path``
+    (a folder) when a writer was killed before it could clean up. Call it only while no other process
+    can be writing there (under :func:`recbole_qbert.locks.output_lock`)."""
+    path = Path(path)
+    stale = path.rglob(".*.tmp") if path.is_dir() else path.parent.glob(f".{glob.escape(path.name)}.*.tmp")
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
