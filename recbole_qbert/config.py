@@ -9,10 +9,12 @@ Config files are layered, later ones winning:
 4. the user's ``config_files`` in order, then ``overrides`` (``--key=value`` on the command line).
 
 Every key is checked against the keys RecBole and this project know, so a typo is an error that names
-the file it came from instead of a setting silently ignored.
+the file it came from instead of a setting silently ignored, and every declared value against its type
+and range (:mod:`recbole_qbert.value_types`), so ``epochs: ten`` is one line, not a RecBole traceback.
 """
 import ast
 import difflib
+import functools
 import sys
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence
@@ -20,6 +22,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 import yaml
 
 from recbole_qbert.errors import QBertError
+from recbole_qbert.value_types import check_cross, check_values
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PROPERTIES = PROJECT_ROOT / "properties"
@@ -56,19 +59,23 @@ def load_yaml(path) -> dict:
     return data
 
 
-def load_spec_yaml(path, *, kind: str, keys: set, concat: Sequence[str] = (), merge: Sequence[str] = (),
-                   _chain: tuple = ()) -> dict:
+def load_spec_yaml(path, *, kind: str, keys: Dict[str, str], concat: Sequence[str] = (),
+                   merge: Sequence[str] = (), _chain: tuple = ()) -> dict:
     """Read a pipeline or leaderboard spec, following ``extends: OTHER.yaml`` (from the project root).
 
     The other spec's keys come first and this one's win, except: ``name`` is never inherited (a child
     must not write into its parent's results), lists named in ``concat`` are the parent's items then
-    this spec's, and mappings named in ``merge`` are merged key by key. Unknown keys and cycles are
-    one-line errors naming the file.
+    this spec's, and mappings named in ``merge`` are merged key by key. ``keys`` declares each key's
+    type (``{"seeds": "list[int]"}``, syntax of :mod:`recbole_qbert.value_types`). Unknown keys, values
+    of the wrong type and cycles are one-line errors naming the file.
     """
+    from recbole_qbert.value_types import declarations
+
     data = load_yaml(path)
-    unknown = sorted(set(data) - keys)
+    unknown = sorted(set(data) - set(keys))
     if unknown:
         raise QBertError(f"{path}: unknown {kind} key '{unknown[0]}' (expected {sorted(keys)})")
+    data = check_values(data, declarations(keys, f"{kind} spec"), str(path))
     if not data.get("extends"):
         return data
     parent_path = project_path(str(data["extends"]))
@@ -114,6 +121,18 @@ def known_keys() -> set:
     keys |= _yaml_keys(PROPERTIES.glob("model/*.yaml"))
     keys |= _yaml_keys(PROPERTIES.glob("dataset/*.yaml"))
     return keys
+
+
+@functools.lru_cache(maxsize=1)
+def declared_values() -> Dict:
+    """``key -> Declared`` for run configs: RecBole's common keys and the ``# (type, range)`` comments of
+    this project's overall, model and dataset YAML files."""
+    from recbole_qbert.value_types import RECBOLE_DECLARATIONS, declarations_in, merged_declarations
+
+    files = [PROPERTIES / "overall.yaml", *sorted(PROPERTIES.glob("model/*.yaml")),
+             *sorted(PROPERTIES.glob("dataset/*.yaml"))]
+    return merged_declarations(RECBOLE_DECLARATIONS, *(declarations_in(f) for f in files),
+                               where=str(PROPERTIES))
 
 
 def check_keys(config: Dict, source: str, known: Optional[set] = None) -> None:
@@ -193,13 +212,14 @@ def build_config(model_class, dataset: str, config_files: Sequence = (),
 
     overrides = dict(overrides or {})
     files = config_file_list(model_class.__name__, dataset, config_files, own_model=own_model)
-    known = known_keys()
+    known, declared = known_keys(), declared_values()
     merged = {}
     for f in files:
         content = load_yaml(f)
         check_keys(content, str(f), known)
-        merged.update(content)
+        merged.update(check_values(content, declared, str(f)))
     check_keys(overrides, "command line", known)
+    overrides = check_values(overrides, declared, "command line")
     merged.update(overrides)
     for key in _PICKLE_KEYS:
         if merged.get(key) not in (None, False, "False", "None"):
@@ -213,6 +233,7 @@ def build_config(model_class, dataset: str, config_files: Sequence = (),
                         config_file_list=[str(f) for f in files], config_dict=overrides)
     finally:
         sys.argv = argv
+    check_cross(config.final_config_dict, "config")
     # hashed now: some RecBole models (BERT4Rec) add keys to the config when they are built
     config.run_hash = config_hash(config)
     return config

@@ -28,7 +28,8 @@ from recbole_qbert.model_registry import is_own_model, resolve_model
 from recbole_qbert.run_record import command_line, machine_summary
 from recbole_qbert.safe_io import atomic_open, write_text
 
-SPEC_KEYS = {"name", "dataset", "extends", "models", "seeds", "config_files", "config", "model_config"}
+SPEC_KEYS = {"name": "str", "dataset": "str", "extends": "str", "models": "list", "seeds": "list[int]",
+             "config_files": "list[str]|None", "config": "dict|None", "model_config": "dict|None"}
 METRICS = [f"{m}@{k}" for m in ("recall", "ndcg", "mrr") for k in (5, 10, 20)]
 HEADLINE = ["ndcg@10", "recall@10"]
 SUBSET_METRICS = ["subset ndcg@10", "subset recall@10"]  # test events whose target is in test_subset_items
@@ -98,19 +99,23 @@ def load_spec(path, out: Optional[str] = None, overrides: Optional[Dict] = None)
     for key in ("dataset", "models", "seeds"):
         if not data.get(key):
             raise QBertError(f"{path}: '{key}' is required")
-    if not all(isinstance(s, int) for s in data["seeds"]):
-        raise QBertError(f"{path}: 'seeds' must be a list of integers")
     names, model_class, model_config = [], {}, dict(data.get("model_config") or {})
+    for model, config in model_config.items():
+        if not isinstance(config, dict):
+            raise QBertError(f"{path}: model_config of '{model}' must be a mapping of config keys, got {config!r}")
     for entry in data["models"]:
         if isinstance(entry, dict):
-            if set(entry) - {"name", "model", "config"} or not entry.get("name") or not entry.get("model"):
+            if set(entry) - {"name", "model", "config"} or not entry.get("name") or not entry.get("model") \
+                    or not isinstance(entry.get("config") or {}, dict):
                 raise QBertError(f"{path}: a model variant needs 'name' and 'model' (and optional 'config'), "
                                  f"got {entry}")
             name = str(entry["name"])
             model_class[name] = str(entry["model"])
             model_config[name] = {**(entry.get("config") or {}), **model_config.get(name, {})}
+        elif isinstance(entry, str):
+            name = entry
         else:
-            name = str(entry)
+            raise QBertError(f"{path}: models: {entry!r} is neither a model name nor a variant mapping")
         if name in names:
             raise QBertError(f"{path}: model '{name}' is listed twice")
         names.append(name)

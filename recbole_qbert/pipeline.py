@@ -39,9 +39,10 @@ from recbole_qbert.config import PROJECT_ROOT, load_spec_yaml, project_path, sho
 from recbole_qbert.errors import QBertError
 from recbole_qbert.locks import output_lock
 from recbole_qbert.safe_io import sha256_file, write_json
+from recbole_qbert.value_types import check_values, declarations
 
-SPEC_KEYS = {"name", "dataset", "extends", "steps", "leaderboard"}
-STEP_KEYS = {"name", "run", "inputs", "outputs"}
+SPEC_KEYS = {"name": "str", "dataset": "str", "extends": "str", "steps": "list|None", "leaderboard": "str|None"}
+STEP_KEYS = declarations({"name": "str", "run": "list", "inputs": "list|None", "outputs": "list|None"}, "pipeline step")
 # what each command reads besides its declared inputs: its code and its default settings
 MODULE_DEPENDENCIES = {
     "convert": ["dataset_prep/convert.py", "recbole_qbert/convert"],
@@ -96,9 +97,10 @@ def load_pipeline(path) -> Pipeline:
     steps, seen = [], set()
     for i, raw in enumerate(data.get("steps") or []):
         where = f"{path}: step {i + 1}"
-        if not isinstance(raw, dict) or set(raw) - STEP_KEYS or not raw.get("name") or not raw.get("run"):
+        if not isinstance(raw, dict) or set(raw) - set(STEP_KEYS) or not raw.get("name") or not raw.get("run"):
             raise QBertError(f"{where}: a step is a mapping with 'name' and 'run' (and 'inputs', 'outputs'), "
                              f"got {raw!r}")
+        raw = check_values(raw, STEP_KEYS, where)
         if raw["name"] in seen:
             raise QBertError(f"{where}: step name '{raw['name']}' is used twice")
         seen.add(raw["name"])

@@ -1,85 +1,52 @@
 """Configs of the dataset_prep stage scripts (feature extraction, fusion): a YAML file of typed defaults,
 then the user's files, then command-line overrides, later ones winning.
 
-The defaults file declares every key, each with its type in a trailing comment, RecBole-style::
+The defaults file declares every key, each with its type (and range) in a trailing comment,
+RecBole-style (syntax: :mod:`recbole_qbert.value_types`)::
 
-    shared_dim: 256              # (int) Width of the shared space.
-    fixed_depth: ~               # (int|None) Run exactly this many blocks; ~ lets the gates decide.
+    shared_dim: 256              # (int, >=1) Width of the shared space.
+    fixed_depth: ~               # (int|None, >=1) Run exactly this many blocks; ~ lets the gates decide.
 
 A key the defaults do not declare is an error naming the file it came from, and so is a value of the
-wrong type; nothing is silently ignored.
+wrong type or out of range; nothing is silently ignored.
 """
 import difflib
-import re
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Iterable, List, Mapping, Optional
 
 import yaml
 
 from recbole_qbert.config import load_yaml, parse_value
 from recbole_qbert.errors import QBertError
 from recbole_qbert.safe_io import PathLike
-
-_TYPE_COMMENT = re.compile(r"^([A-Za-z_][\w]*)\s*:.*#\s*\(([a-z|A-Z]+)\)")
-_TYPES = {
-    "int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "list": (list,), "dict": (dict,),
-    "None": (type(None),),
-}
+from recbole_qbert.value_types import Declared, check_cross, check_values, declarations_in
 
 
-def declared_types(path: PathLike) -> Dict[str, Tuple[str, ...]]:
-    """``key -> ('int', 'None')`` from the ``# (int|None)`` comments of a defaults file."""
-    types = {}
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        match = _TYPE_COMMENT.match(line)
-        if match:
-            names = tuple(match.group(2).split("|"))
-            unknown = [n for n in names if n not in _TYPES]
-            if unknown:
-                raise QBertError(f"{path}: key '{match.group(1)}' declares unknown type {unknown[0]!r}")
-            types[match.group(1)] = names
-    return types
-
-
-def _type_ok(value, names: Iterable[str]) -> bool:
-    for name in names:
-        if name in ("int", "float") and isinstance(value, bool):
-            continue
-        if isinstance(value, _TYPES[name]):
-            return True
-    return False
-
-
-def check_stage_keys(values: Mapping, source: str, types: Mapping[str, Tuple[str, ...]]) -> None:
-    for key, value in values.items():
-        if key not in types:
-            close = difflib.get_close_matches(str(key), list(types), n=1)
+def check_stage_keys(values: Mapping, source: str, declared: Mapping[str, Declared]) -> dict:
+    """``values`` checked against the declarations (unknown keys, types, ranges) and converted."""
+    for key in values:
+        if key not in declared:
+            close = difflib.get_close_matches(str(key), list(declared), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise QBertError(f"{source}: unknown config key '{key}'{hint}")
-        if not _type_ok(value, types[key]):
-            raise QBertError(f"{source}: config key '{key}' must be {' or '.join(types[key])}, "
-                             f"got {value!r}")
+    return check_values(values, declared, source)
 
 
 def load_stage_config(defaults: PathLike, files: Iterable[PathLike] = (),
                       overrides: Optional[Mapping] = None) -> dict:
-    """The merged config: ``defaults`` (every key, typed), then ``files`` in order, then ``overrides``."""
-    types = declared_types(defaults)
+    """The merged config: ``defaults`` (every key, typed), then ``files`` in order, then ``overrides``;
+    ints given for floats become floats."""
+    declared = declarations_in(defaults)
     merged = load_yaml(defaults)
-    undeclared = set(merged) - set(types)
+    undeclared = set(merged) - set(declared)
     if undeclared:
         raise QBertError(f"{defaults}: key '{sorted(undeclared)[0]}' has no '# (type)' comment")
-    check_stage_keys(merged, str(defaults), types)
+    merged = check_stage_keys(merged, str(defaults), declared)
     for f in files:
-        content = load_yaml(f)
-        check_stage_keys(content, str(f), types)
-        merged.update(content)
+        merged.update(check_stage_keys(load_yaml(f), str(f), declared))
     if overrides:
-        check_stage_keys(overrides, "command line", types)
-        merged.update(overrides)
-    for key, value in merged.items():  # ints given for floats become floats
-        if types[key][0] == "float" and isinstance(value, int) and not isinstance(value, bool):
-            merged[key] = float(value)
+        merged.update(check_stage_keys(overrides, "command line", declared))
+    check_cross(merged, "config")
     return merged
 
 

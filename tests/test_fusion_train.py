@@ -115,13 +115,18 @@ def test_stage_config_checks_keys_and_types(tmp_path):
     with pytest.raises(QBertError, match="mine.yaml: unknown config key 'shared_dimm' \\(did you mean 'shared_dim'\\?\\)"):
         load_stage_config(DEFAULTS, [tmp_path / "mine.yaml"])
     (tmp_path / "mine.yaml").write_text("num_layers: four\n")
-    with pytest.raises(QBertError, match="mine.yaml: config key 'num_layers' must be int"):
+    with pytest.raises(QBertError, match="mine.yaml: num_layers='four': expected int >= 1"):
         load_stage_config(DEFAULTS, [tmp_path / "mine.yaml"])
+    (tmp_path / "mine.yaml").write_text("dropout: 1.5\n")
+    with pytest.raises(QBertError, match=r"mine.yaml: dropout=1.5: expected float >= 0 and < 1"):
+        load_stage_config(DEFAULTS, [tmp_path / "mine.yaml"])
+    with pytest.raises(QBertError, match="config: shared_dim=64 is not divisible by num_heads=3"):
+        load_stage_config(DEFAULTS, overrides={"shared_dim": 64, "num_heads": 3})
     assert load_stage_config(DEFAULTS, overrides={"learning_rate": 1})["learning_rate"] == 1.0
     with pytest.raises(QBertError, match="fixed_depth must be in 0..num_layers"):
         train_fusion(toy_catalog(["a", "b"], [[0, 1]]), random_tables(["a", "b"], {"t": 3}), cfg(fixed_depth=5))
-    with pytest.raises(QBertError, match="refit must be ids, full or none"):
-        train_fusion(toy_catalog(["a", "b"], [[0, 1]]), random_tables(["a", "b"], {"t": 3}), cfg(refit="yes"))
+    with pytest.raises(QBertError, match=r"refit='yes': expected str \(one of ids, full, none\)"):
+        cfg(refit="yes")
 
 
 def test_cli_end_to_end_and_bad_inputs(tmp_path, capsys):

@@ -26,7 +26,7 @@ def make_spec(path, tmp_path):
 @pytest.mark.parametrize("content, message", [
     ({"dataset": "x", "models": ["SASRec"], "seeds": [1], "modls": 1}, "unknown leaderboard key 'modls'"),
     ({"dataset": "x", "seeds": [1]}, "'models' is required"),
-    ({"dataset": "x", "models": ["SASRec"], "seeds": ["a"]}, "'seeds' must be a list of integers"),
+    ({"dataset": "x", "models": ["SASRec"], "seeds": ["a"]}, r"seeds=\['a'\]: expected a list of ints"),
     ({"dataset": "x", "models": ["SASRec"], "seeds": [1], "model_config": {"BERT4Rec": {}}},
      "model_config names 'BERT4Rec'"),
     ({"dataset": "x", "models": [{"name": "Q-random"}], "seeds": [1]}, "variant needs 'name' and 'model'"),
