@@ -22,7 +22,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
-from recbole_qbert.config import PROJECT_ROOT, project_path
+from recbole_qbert.config import PROJECT_ROOT, project_path, shown_path
 from recbole_qbert.errors import QBertError
 from recbole_qbert.safe_io import PathLike, atomic_open, write_json
 
@@ -224,6 +224,26 @@ def read_semantic_ids(path: PathLike, *, dataset: Optional[str] = None,
     if tokens is not None:
         sid.check_items(tokens, f"dataset '{dataset}'" if dataset else "the dataset")
     return sid
+
+
+def check_features_unchanged(sid: SemanticIDs) -> None:
+    """Refuse semantic IDs whose feature tables (recorded in the metadata) changed since the codes were
+    made from them; a table that no longer exists cannot be compared and is passed over."""
+    from recbole_qbert.features import FeatureTable
+
+    tables = (sid.meta.get("features") or {}).get("tables") or []
+    for table in tables:
+        path = project_path(str(table.get("path") or ""))
+        if not table.get("path") or not path.is_file():
+            continue
+        now = FeatureTable.load(path).content_hash()
+        if now != table.get("content_hash"):
+            features = " ".join(f"--features {t['path']}" for t in tables)
+            rebuild = (f"python -m dataset_prep.quantize train --dataset {sid.meta.get('dataset')} {features} "
+                       f"--set sid_file={shown_path(sid.source)}")
+            raise QBertError(f"{sid.source}: stale: {shown_path(path)} changed since these semantic IDs were made "
+                             f"from it (features hash {table.get('content_hash')}, now {now}); rebuild them with "
+                             f"`{rebuild}`")
 
 
 def shuffle_semantic_ids(sid: SemanticIDs, seed: int, source: str = "shuffled") -> SemanticIDs:

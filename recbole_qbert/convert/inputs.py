@@ -18,25 +18,33 @@ def require_file(path: PathLike) -> Path:
     return path
 
 
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == _GZIP_MAGIC
+
+
 def open_text(path: PathLike) -> IO[str]:
     """Open a UTF-8 text file for reading, gunzipping it when it starts with the gzip magic bytes."""
     path = require_file(path)
-    with open(path, "rb") as f:
-        gzipped = f.read(2) == _GZIP_MAGIC
-    if gzipped:
+    if _is_gzip(path):
         return gzip.open(path, "rt", encoding="utf-8", newline="")
     return open(path, encoding="utf-8", newline="")
 
 
 def numbered_lines(path: PathLike) -> Iterator[Tuple[int, str]]:
-    """``(line number, line without its end-of-line)`` for each line of a text file (gzipped or not)."""
+    """``(line number, line without its end-of-line)`` for each line of a text file (gzipped or not).
+
+    Lines are read as bytes and decoded one by one, so a byte that is not UTF-8 is reported on its own
+    line (a text-mode reader decodes blocks of several kilobytes and fails on the block's first line)."""
+    path = require_file(path)
     lineno = 0
     try:
-        with open_text(path) as f:
-            for lineno, line in enumerate(f, start=1):
-                yield lineno, line.rstrip("\r\n")
-    except (UnicodeDecodeError, OSError, EOFError) as e:
-        # a truncated gzip stream or bytes that are not UTF-8
+        with (gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")) as f:
+            for lineno, raw in enumerate(f, start=1):
+                yield lineno, raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as e:
+        raise QBertError(f"{path}: line {lineno}: not UTF-8 text ({e.reason} at byte {e.start} of the line)") from None
+    except (OSError, EOFError) as e:  # a truncated or damaged gzip stream
         raise QBertError(f"{path}: line {lineno + 1}: cannot read ({type(e).__name__}: {e})") from None
 
 

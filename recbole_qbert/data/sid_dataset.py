@@ -10,7 +10,8 @@ Config key ``sid_file`` (str): the semantic-ID file; ``~`` (default) =
 root and ``{dataset}`` is replaced by the dataset name.
 
 After loading, the dataset checks that the file (and its metadata) was made for this dataset, is
-intact, and covers exactly the items RecBole loaded (none missing, none extra), and exposes
+intact, covers exactly the items RecBole loaded (none missing, none extra), and is not stale (the
+feature tables it was made from, where they still exist, are unchanged), and exposes
 
 * ``item_codes``: ``LongTensor (item_num, n_levels)`` aligned with RecBole's internal item ids. Codes
   are stored **shifted by one**: ``item_codes[i, l] = code + 1``, so ``0`` means padding at every level
@@ -26,7 +27,7 @@ import torch
 from recbole.data.dataset import SequentialDataset
 
 from recbole_qbert.errors import QBertError
-from recbole_qbert.semantic_ids import read_semantic_ids, resolve_sid_path
+from recbole_qbert.semantic_ids import check_features_unchanged, read_semantic_ids, resolve_sid_path
 
 
 class SemanticIDDataset(SequentialDataset):
@@ -41,6 +42,7 @@ class SemanticIDDataset(SequentialDataset):
             raise QBertError(f"dataset '{self.dataset_name}': no items loaded")
         items = [str(t) for t in tokens[1:]]  # tokens[0] is RecBole's padding item '[PAD]'
         sid = read_semantic_ids(self.sid_path, dataset=self.dataset_name, tokens=items)
+        check_features_unchanged(sid)
         by_token = sid.by_token()
         codes = np.zeros((len(tokens), sid.n_levels), dtype=np.int64)
         codes[1:] = np.stack([by_token[t] for t in items]) + 1

@@ -12,6 +12,8 @@ A :class:`FeatureTable` is one ``.npz`` file with
 Files are written atomically and read with ``allow_pickle=False``.
 """
 import json
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -75,8 +77,11 @@ class FeatureTable:
                 arrays = {k: z[k] for k in ("tokens", "matrix", "present", "meta")}
         except KeyError as e:
             raise QBertError(f"{path}: not a feature table (missing {e})") from None
-        except (ValueError, OSError) as e:
-            raise QBertError(f"{path}: not a readable feature table ({e})") from None
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+            # np.load raises EOFError on an empty file, BadZipFile on a cut-short one, ValueError on others
+            raise QBertError(f"{path}: not a readable feature table (empty, cut short or not an .npz file: "
+                             f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); rerun the stage "
+                             "that made it") from None
         return cls(arrays["tokens"], arrays["matrix"], arrays["present"], json.loads(str(arrays["meta"])),
                    source=str(path))
 

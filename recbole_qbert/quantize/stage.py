@@ -222,6 +222,9 @@ def assign_new_items(checkpoint: Path, features: Sequence[Path], out: Path, *, b
     model, ckpt_meta = load_quantizer(checkpoint)
     features = [features] if isinstance(features, (str, Path)) else list(features)
     table = load_features(features, None, absent_items)
+    if table.dim != model.init_args["in_dim"]:
+        raise QBertError(f"{table.source}: {table.dim}-d features, but quantizer {checkpoint} was trained on "
+                         f"{model.init_args['in_dim']}-d ones; give the features of the same encoder and fusion")
     strategy = ckpt_meta["collision_strategy"]
     n_levels, k = model.n_levels, model.codebook_size
     taken, sizes = [], [k] * n_levels
