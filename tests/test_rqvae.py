@@ -139,10 +139,22 @@ def test_checkpoint_round_trip_without_pickle(tmp_path):
 
 
 def test_settings_reject_unknown_and_mistyped_keys(tmp_path):
-    with pytest.raises(QBertError, match="unknown quantize setting 'n_level' \\(did you mean 'n_levels'"):
+    with pytest.raises(QBertError, match="unknown config key 'n_level' \\(did you mean 'n_levels'"):
         load_settings(overrides={"n_level": 3})
-    with pytest.raises(QBertError, match="collision_strategy"):
+    with pytest.raises(QBertError, match=r"collision_strategy='ignore': expected str \(one of extra_level, reassign\)"):
         load_settings(overrides={"collision_strategy": "ignore"})
     (tmp_path / "q.yaml").write_text("codebook_size: many\n")
-    with pytest.raises(QBertError, match="q.yaml: codebook_size"):
+    with pytest.raises(QBertError, match="q.yaml: codebook_size='many': expected int >= 1"):
         load_settings([tmp_path / "q.yaml"])
+    assert load_settings(overrides={"beta": 1})["beta"] == 1.0
+
+
+def test_declared_choices_are_the_code_s():
+    """quantize.yaml lists the collision strategies and input norms the code has."""
+    from recbole_qbert.quantize.collisions import STRATEGIES
+    from recbole_qbert.quantize.rqvae import INPUT_NORMS
+    from recbole_qbert.quantize.settings import DEFAULTS_FILE
+    from recbole_qbert.value_types import declarations_in
+
+    declared = declarations_in(DEFAULTS_FILE)
+    assert declared["collision_strategy"].choices == STRATEGIES and declared["input_norm"].choices == INPUT_NORMS
