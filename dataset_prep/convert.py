@@ -23,14 +23,16 @@ from recbole_qbert.convert.shared import SHARED_DATASETS
 from recbole_qbert.convert.stats import format_stats
 from recbole_qbert.convert.unisrec import convert_unisrec
 from recbole_qbert.cli import one_line_errors
+from recbole_qbert.locks import output_lock
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def _convert_and_write(convert: Callable[[], ConvertedDataset], out: Path, check: bool) -> None:
+def _convert_and_write(convert: Callable[[], ConvertedDataset], out: Path, name: str, check: bool) -> None:
     start = time.perf_counter()
-    ds = convert()
-    meta = write_dataset(ds, out, check=check)
+    with output_lock(out / name, what="conversion"):
+        ds = convert()
+        meta = write_dataset(ds, out, check=check)
     print(format_stats(ds.name, meta["statistics"], meta["published"]))
     for key, value in ds.notes.items():
         print(f"  {key}: {value}")
@@ -41,14 +43,15 @@ def _run(args: argparse.Namespace) -> None:
     if args.command == "shared":
         for spec in SHARED_DATASETS:
             src = args.data / spec.folder
-            _convert_and_write(lambda: spec.convert(src, spec.name), args.out, args.check)
+            _convert_and_write(lambda: spec.convert(src, spec.name), args.out, spec.name, args.check)
     elif args.command == "s3rec":
-        _convert_and_write(lambda: convert_s3rec(args.src, args.name, args.item_file), args.out, args.check)
+        _convert_and_write(lambda: convert_s3rec(args.src, args.name, args.item_file), args.out, args.name,
+                           args.check)
     elif args.command == "unisrec":
-        _convert_and_write(lambda: convert_unisrec(args.src, args.name), args.out, args.check)
+        _convert_and_write(lambda: convert_unisrec(args.src, args.name), args.out, args.name, args.check)
     elif args.command == "mcauley":
         _convert_and_write(lambda: convert_mcauley(args.reviews, args.meta, args.name, args.kcore,
-                                                   args.skip_malformed), args.out, args.check)
+                                                   args.skip_malformed), args.out, args.name, args.check)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -136,21 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@one_line_errors
-def main(argv: List[str]) -> int:
-    args = build_parser().parse_args(argv)
+def _extract(args, argv: List[str], cfg: dict, out: Path) -> None:
     from recbole_qbert.features.items import load_catalog
     from recbole_qbert.features.store import command_line
-    from recbole_qbert.stage_config import load_stage_config, parse_set_options
 
-    cfg = load_stage_config(DEFAULTS, args.config, parse_set_options(args.set))
-    if cfg["threads"]:
-        import torch
-
-        torch.set_num_threads(cfg["threads"])
     start = time.perf_counter()
     catalog = load_catalog(args.dataset, args.data_path)
-    out = args.out / args.dataset
     command = command_line("dataset_prep.extract_features", argv)
     print(f"{args.dataset}: {len(catalog)} items, {len(catalog.train_sequences)} users, "
           f"{sum(len(s) for s in catalog.train_sequences)} training interactions "
@@ -163,6 +154,22 @@ def main(argv: List[str]) -> int:
         _structural(catalog, cfg, out, command)
     if args.command == "import":
         _import(catalog, args, out, command)
+
+
+@one_line_errors
+def main(argv: List[str]) -> int:
+    args = build_parser().parse_args(argv)
+    from recbole_qbert.locks import output_lock
+    from recbole_qbert.stage_config import load_stage_config, parse_set_options
+
+    cfg = load_stage_config(DEFAULTS, args.config, parse_set_options(args.set))
+    if cfg["threads"]:
+        import torch
+
+        torch.set_num_threads(cfg["threads"])
+    out = args.out / args.dataset
+    with output_lock(out, what="feature"):
+        _extract(args, argv, cfg, out)
     return 0
 
 

@@ -42,21 +42,16 @@ def extraction_summary(tables) -> dict:
             for name, t in tables.items()}
 
 
-@one_line_errors
-def main(argv: List[str]) -> int:
-    args = build_parser().parse_args(argv)
+def _fuse(args, argv: List[str], cfg: dict, out: Path) -> None:
     from recbole_qbert.features.items import load_catalog
     from recbole_qbert.features.store import command_line, load_views
     from recbole_qbert.fusion.train import train_fusion
     from recbole_qbert.safe_io import write_json
-    from recbole_qbert.stage_config import load_stage_config, parse_set_options
 
-    cfg = load_stage_config(DEFAULTS, args.config, parse_set_options(args.set))
     start = time.perf_counter()
     catalog = load_catalog(args.dataset, args.data_path)
     tables = load_views(args.features / args.dataset, catalog, cfg["views"])
     fused, report = train_fusion(catalog, tables, cfg, log=(lambda _: None) if args.quiet else print)
-    out = args.out / args.dataset
     command = command_line("dataset_prep.fuse", argv)
     fused.meta["command"] = command
     fused.save(out / "fused.npz")
@@ -81,6 +76,18 @@ def main(argv: List[str]) -> int:
     print(f"  mean depth {report['gate']['mean_expected_depth']} (used {report['gate']['mean_used_depth']}) "
           f"of {report['gate']['max_depth']}")
     print("  co-purchase AUC (fused): " + ", ".join(f"{k} {v['auc']}" for k, v in report["auc"]["fused"].items()))
+
+
+@one_line_errors
+def main(argv: List[str]) -> int:
+    args = build_parser().parse_args(argv)
+    from recbole_qbert.locks import output_lock
+    from recbole_qbert.stage_config import load_stage_config, parse_set_options
+
+    cfg = load_stage_config(DEFAULTS, args.config, parse_set_options(args.set))
+    out = args.out / args.dataset
+    with output_lock(out, what="fusion"):
+        _fuse(args, argv, cfg, out)
     return 0
 
 

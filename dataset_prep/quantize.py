@@ -19,6 +19,7 @@ without retraining (cold start). ``shuffle`` deals a file's code tuples to its i
 (the random-ID ablation: same code structure, no content behind it).
 """
 import argparse
+import contextlib
 import json
 import shlex
 import sys
@@ -27,6 +28,7 @@ from typing import List, Optional
 
 from recbole_qbert.cli import one_line_errors
 from recbole_qbert.errors import QBertError
+from recbole_qbert.locks import output_lock
 from recbole_qbert.stage_config import parse_set_options
 
 
@@ -73,9 +75,8 @@ def _joint_summary(report: dict) -> str:
 
 
 def _train(args) -> None:
-    from recbole_qbert.quantize.explain import examples_for_report, load_item_info
     from recbole_qbert.quantize.settings import load_settings
-    from recbole_qbert.quantize.stage import run_train
+    from recbole_qbert.semantic_ids import resolve_sid_path
 
     overrides = parse_set_options(args.set)
     if args.features:
@@ -83,6 +84,15 @@ def _train(args) -> None:
         overrides["features"] = paths[0] if len(paths) == 1 else paths
     settings = load_settings(args.config, overrides)
     _set_threads(settings["threads"])
+    with contextlib.ExitStack() as locks:  # one writer per semantic-ID file (and its checkpoint and report)
+        for dataset in args.dataset:
+            locks.enter_context(output_lock(resolve_sid_path(settings["sid_file"], dataset), what="quantize"))
+        _train_locked(args, settings)
+
+
+def _train_locked(args, settings) -> None:
+    from recbole_qbert.quantize.explain import examples_for_report, load_item_info
+    from recbole_qbert.quantize.stage import run_train
 
     def examples(sid):
         return examples_for_report(sid, load_item_info(args.dataset, args.data_path))
@@ -113,7 +123,8 @@ def _shuffle(args) -> None:
     meta = {k: v for k, v in base.meta.items() if k in ("dataset", "collision_strategy", "n_quantized_levels")}
     meta.update(kind="shuffled", shuffled_from={"path": str(args.sid), "sid_sha256": base.meta["sid_sha256"]},
                 seed=args.seed)
-    write_semantic_ids(args.out, shuffled, meta)
+    with output_lock(args.out, what="quantize"):
+        write_semantic_ids(args.out, shuffled, meta)
     print(f"wrote {args.out}: the {len(base)} code tuples of {args.sid} dealt at random (seed {args.seed}); "
           f"{moved:.1%} of items changed their first-level code")
 
@@ -122,8 +133,9 @@ def _assign(args) -> None:
     from recbole_qbert.quantize.stage import assign_new_items
 
     _set_threads(args.threads)
-    report = assign_new_items(args.checkpoint, args.features, args.out, base_sid=args.base_sid,
-                              absent_items=args.absent_items)
+    with output_lock(args.out, what="quantize"):
+        report = assign_new_items(args.checkpoint, args.features, args.out, base_sid=args.base_sid,
+                                  absent_items=args.absent_items)
     if args.json:
         print(json.dumps(report, indent=2))
         return

@@ -253,3 +253,13 @@ def test_non_utf8_byte_is_reported_on_its_line(tmp_path):
     path.write_bytes(b"\n".join(lines) + b"\n")
     with pytest.raises(QBertError, match=r"reviews.json: line 11: not UTF-8 text"):
         list(numbered_lines(path))
+
+
+def test_a_stage_script_refuses_a_second_writer(tmp_path, capsys):
+    from dataset_prep.quantize import main
+
+    sid = tmp_path / "x.sid"
+    with output_lock(sid, what="quantize"):
+        assert main(["train", "--dataset", "x", "--set", f"sid_file={sid}"]) == 2
+    err = capsys.readouterr().err
+    assert f"x.sid: another quantize writer holds .x.sid.lock: pid {os.getpid()}" in err and err.count("\n") == 1
