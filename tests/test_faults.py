@@ -89,7 +89,7 @@ def start_board(path: Path, root: Path, *args: str) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def test_killed_leaderboards_leave_nothing_behind_and_resume(board, tmp_path, capsys):
+def test_killed_leaderboard_leaves_nothing_behind(board, tmp_path, capsys):
     run_dir = tmp_path / "runs" / "faults" / "SASRec-seed1"
     out = tmp_path / "out"
 
@@ -108,30 +108,19 @@ def test_killed_leaderboards_leave_nothing_behind_and_resume(board, tmp_path, ca
     proc.wait()
     wait_for(lambda: not any(alive(pid) for pid in runs), 30, "the orphaned run to stop")
 
-    # SIGTERM: forwarded to the run, which stops cleanly; one line, exit status 128 + 15
-    proc = start_board(board, tmp_path)
-    wait_for(lambda: children_of(proc.pid), 60, "the run to start")
-    runs = children_of(proc.pid)
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + signal.SIGTERM
-    assert "taking over the stale lock" in err  # left by the SIGKILL above
-    assert err.strip().splitlines()[-1] == "stopped by SIGTERM: rerun the same command to resume"
-    assert not any(alive(pid) for pid in runs)
-    assert leftovers(tmp_path) == []
-
-    # a partial rerun (one seed) resumes, and its table is the spec's, not the partial command's
+    # a partial rerun (one seed) takes the stale locks over, finishes, and leaves nothing behind
     proc = start_board(board, tmp_path, "--seeds=1", "--epochs=1")
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err[-2000:]
+    assert "taking over the stale lock" in err
     assert leftovers(tmp_path) == []
+    # its table and command.txt are the spec's, not the partial command's, and agree with the record
     assert "--seeds" not in (out / "command.txt").read_text()
     record = json.loads((out / "records" / "SASRec-seed1.json").read_text())
     table = (out / "leaderboard.md").read_text()
     assert f"| SASRec | 1 | **{record['test']['recall@5']:.4f}** |" in table
 
-    # seed 2 appears; rendering a partial selection still shows both seeds
+    # once seed 2 is recorded too, rendering after a partial selection still shows both seeds
     twin = {**record, "seed": 2}
     (out / "records" / "SASRec-seed2.json").write_text(json.dumps(twin))
     spec = load_spec(board, out=str(out))
@@ -263,3 +252,40 @@ def test_a_stage_script_refuses_a_second_writer(tmp_path, capsys):
         assert main(["train", "--dataset", "x", "--set", f"sid_file={sid}"]) == 2
     err = capsys.readouterr().err
     assert f"x.sid: another quantize writer holds .x.sid.lock: pid {os.getpid()}" in err and err.count("\n") == 1
+
+
+PIPELINE = """
+import sys
+from pathlib import Path
+import recbole_qbert.pipeline as pl
+root = Path(sys.argv.pop(1))
+load = pl.load_pipeline
+def load_pipeline(path):
+    pipeline = load(path)
+    pipeline.stamps, pipeline.report = root / "stamps", root / "report.json"
+    return pipeline
+pl.load_pipeline = load_pipeline
+from recbole_qbert.cli import pipeline_main
+sys.exit(pipeline_main())
+"""
+
+
+def test_terminated_pipeline_stops_its_step(tiny_data, tmp_path):
+    run_dir = tmp_path / "run"
+    args = [f"--{k}={v}" for k, v in tiny_overrides(tiny_data, epochs=500, stopping_step=500).items()]
+    spec = {"name": "p", "dataset": "tiny", "steps": [{
+        "name": "train", "run": ["run_recbole", "--model=SASRec", "--dataset=tiny", f"--checkpoint_dir={run_dir}", *args],
+        "outputs": [str(run_dir)]}]}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(spec))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", PIPELINE, str(tmp_path), str(tmp_path / "p.yaml"), "--no-leaderboard"],
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: (run_dir / "last.pth").is_file(), 120, "the step's first epoch")
+    steps = children_of(proc.pid)
+    proc.send_signal(signal.SIGTERM)  # forwarded to the training run, which stops cleanly
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert err.strip().splitlines()[-1] == "stopped by SIGTERM: rerun the same command to resume"
+    assert steps and not any(alive(pid) for pid in steps)
+    assert not (tmp_path / "stamps" / "train.json").exists()  # an interrupted step is not current
+    assert leftovers(tmp_path) == []
