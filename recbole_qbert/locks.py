@@ -69,7 +69,21 @@ def output_lock(path: PathLike, *, what: str = "output") -> Iterator[None]:
     """
     path = Path(path)
     lock = lock_file(path)
+    created = [p for p in (lock.parent, *lock.parent.parents) if not p.exists()]  # deepest first
     lock.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with _locked(path, lock, what):
+            yield
+    finally:
+        for folder in created:  # a writer that wrote nothing leaves no empty folders behind
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+
+
+@contextlib.contextmanager
+def _locked(path: Path, lock: Path, what: str) -> Iterator[None]:
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -93,14 +107,14 @@ def output_lock(path: PathLike, *, what: str = "output") -> Iterator[None]:
         if same:
             break
         os.close(fd)
+    previous = _holder(fd)
+    if previous and previous.get("host") != socket.gethostname():
+        os.close(fd)  # the lock file stays: only its host can tell whether that run is gone
+        raise QBertError(f"{lock}: written by {_describe(previous)}, another host; delete it if that run is gone")
+    if previous:
+        print(f"note: {lock}: taking over the stale lock of {_describe(previous)}, which is no longer running",
+              file=sys.stderr, flush=True)
     try:
-        previous = _holder(fd)
-        if previous:
-            if previous.get("host") != socket.gethostname():
-                raise QBertError(f"{lock}: written by {_describe(previous)}, another host; delete it if "
-                                 "that run is gone")
-            print(f"note: {lock}: taking over the stale lock of {_describe(previous)}, which is no longer "
-                  "running", file=sys.stderr, flush=True)
         me = {"pid": os.getpid(), "host": socket.gethostname(),
               "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
               "started": datetime.datetime.now().isoformat(timespec="seconds")}

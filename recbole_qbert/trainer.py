@@ -47,8 +47,9 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError or EOFError depending on damage
-        raise QBertError(f"{path}: damaged or not a checkpoint ({type(e).__name__}, e.g. cut short by a kill or a "
-                         "full disk); delete it to start this run over") from None
+        raise QBertError(f"{path}: not a readable recbole-qbert checkpoint ({type(e).__name__}): damaged (e.g. cut "
+                         "short by a kill or a full disk) or not written by this package; delete it to start this "
+                         "run over") from None
     if isinstance(state, dict) and isinstance(state.get("format"), int) and state["format"] < CHECKPOINT_FORMAT:
         raise QBertError(f"{path}: checkpoint of an older recbole-qbert (format {state['format']}, this one "
                          f"reads {CHECKPOINT_FORMAT}); rerun into a fresh checkpoint_dir")

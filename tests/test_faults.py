@@ -145,7 +145,8 @@ def test_killed_leaderboard_leaves_nothing_behind(board, tmp_path, capsys):
     last = run_dir / "last.pth"
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
     spec.runs_root = tmp_path / "runs"
-    with pytest.raises(QBertError, match=f"{last}: damaged or not a checkpoint .*delete it to start this run over"):
+    with pytest.raises(QBertError, match=f"{last}: not a readable recbole-qbert checkpoint .*delete it to start "
+                                         "this run over"):
         run_all(spec)
 
 
@@ -171,6 +172,7 @@ def test_lock_written_on_another_host_is_not_taken_over(tmp_path):
     with pytest.raises(QBertError, match="another host; delete it if that run is gone"):
         with output_lock(target):
             pass
+    assert json.loads(lock_file(target).read_text())["host"] == "elsewhere"
 
 
 def test_two_pipelines_on_one_output(tmp_path):

@@ -69,8 +69,8 @@ def test_one_run_pretrains_then_finetunes_from_the_given_share(tiny_data, sid_fi
 
 
 @pytest.mark.parametrize("extra, message", [
-    ({"train_stage": "pretrian"}, "train_stage must be one of"),
-    ({"finetune_from": 1.0}, "finetune_from must be a share in \\(0, 1\\)"),
+    ({"train_stage": "pretrian"}, "train_stage='pretrian': expected str \\(one of pretrain, finetune\\)"),
+    ({"finetune_from": 1.0}, "finetune_from=1.0: expected float > 0 and < 1, or None"),
     ({"finetune_from": 0.5, "train_stage": "finetune"}, "finetune_from must be"),
     ({"mask_strategies": {"random": 0}}, "at least one strategy"),
     ({"mask_options": {"random": {"ratio": 1.5}}}, "ratio must be in"),

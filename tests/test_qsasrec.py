@@ -98,7 +98,7 @@ def test_pre_norm_layers_replace_recboles_and_learn_the_walk(tiny_data, sid_file
     record = qsasrec(tiny_data, sid_file, tmp_path / "run", epochs=40, learning_rate=0.01, transformer_norm="pre",
                      hidden_dropout_prob=0.0, attn_dropout_prob=0.0)
     assert record["test"]["ndcg@10"] > 0.6
-    with pytest.raises(QBertError, match="transformer_norm must be pre or post, got 'mid'"):
+    with pytest.raises(QBertError, match=r"transformer_norm='mid': expected str \(one of post, pre\)"):
         build(tiny_data, sid_file, transformer_norm="mid")
 
 

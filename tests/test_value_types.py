@@ -83,7 +83,7 @@ def test_shipped_configs_and_leaderboards_pass_the_checks():
     (["--learning_rate=fast"], "command line: learning_rate='fast': expected float > 0"),
     (["--epochs=ten"], "command line: epochs='ten': expected int >= 0"),
     (["--train_batch_size=0"], "command line: train_batch_size=0: expected int >= 1"),
-    (["--model=QBERT4Rec", "--finetune_from=abc"], "finetune_from='abc': expected float >= 0 and <= 1, or None"),
+    (["--model=QBERT4Rec", "--finetune_from=abc"], "finetune_from='abc': expected float > 0 and < 1, or None"),
     (["--n_heads=3"], "config: hidden_size=64 is not divisible by n_heads=3"),
 ])
 def test_run_config_values_are_one_line_errors(argv, message, capsys, in_tmp):
