@@ -44,6 +44,14 @@ def test_held_out_items_appear_only_as_last_items(cold_data):
     assert last["item_id"].isin(cold).any()
 
 
+def test_split_keeps_the_converters_settings(tmp_path):
+    """The converter's YAML (load_col, field names) comes along, so the split loads as its source does."""
+    folder = write_tiny_dataset(tmp_path)
+    (folder / "tiny.yaml").write_text("load_col:\n  inter: [user_id, item_id, timestamp]\n")
+    assert cold_start.main(["--dataset", "tiny", "--data-path", str(tmp_path), "--share", "0.2"]) == 0
+    assert (tmp_path / "tiny-cold" / "tiny-cold.yaml").read_text() == (folder / "tiny.yaml").read_text()
+
+
 def test_bad_split_requests_are_refused(cold_data, capsys):
     assert cold_start.main(["--dataset", "tiny", "--data-path", str(cold_data), "--share", "1.5"]) == 2
     assert "share of held-out items must be in (0, 1)" in capsys.readouterr().err

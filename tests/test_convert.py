@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 import recbole_qbert  # noqa: F401  (numpy compatibility layer before RecBole is used)
 from dataset_prep.convert import main
@@ -39,10 +40,15 @@ def converted(out: Path, name: str):
 
 
 def assert_clean_output(out: Path, name: str) -> None:
-    """Three files, no temp files, and the item file holds exactly the items of the interactions."""
+    """Four files, no temp files, the item file holds exactly the items of the interactions, and the
+    dataset's YAML loads every column written."""
     inter, items, _ = converted(out, name)
     assert sorted(p.name for p in (out / name).iterdir()) == sorted(
-        f"{name}.{suffix}" for suffix in ("inter", "item", "meta.json"))
+        f"{name}.{suffix}" for suffix in ("inter", "item", "yaml", "meta.json"))
+    settings = yaml.safe_load((out / name / f"{name}.yaml").read_text())
+    assert settings["load_col"] == {"inter": list(inter.columns), "item": list(items.columns)}
+    assert (settings["USER_ID_FIELD"], settings["ITEM_ID_FIELD"], settings["TIME_FIELD"]) == \
+        ("user_id", "item_id", "timestamp")
     assert not list(out.rglob("*.tmp"))
     assert set(items["item_id"]) == set(inter["item_id"])
     assert items["item_id"].is_unique
@@ -345,6 +351,52 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     assert err.startswith("error: ") and "Beauty.txt: line 2" in err and err.count("\n") == 1
     assert main(["shared", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "out")]) == 2
     assert "folder not found" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- converted data runs as it is
+
+CONVERTERS = {
+    "mcauley": lambda raw: convert_mcauley(*write_mcauley(raw, 2018, gz=False), "conv", kcore=2),
+    "s3rec": lambda raw: convert_s3rec(write_s3rec(raw), "conv", item_file="Amazon_Beauty.item"),
+    "unisrec": lambda raw: convert_unisrec(write_unisrec(raw), "conv"),
+}
+
+
+@pytest.mark.parametrize("converter", sorted(CONVERTERS))
+def test_recbole_baseline_runs_on_converted_data_without_settings(converter, tmp_path, in_tmp):
+    """The plain run_recbole.py command works on a converted dataset: load_col, field names and the rest
+    come from the YAML the converter wrote (only the tiny catalogue needs smaller cut-offs)."""
+    from recbole_qbert.runner import run
+
+    write_dataset(CONVERTERS[converter](tmp_path / "raw"), tmp_path / "atomic")
+    record = run("GRU4Rec", "conv", run_dir=tmp_path / "run", overrides={
+        "data_path": str(tmp_path / "atomic"), "epochs": 1, "topk": [2], "valid_metric": "NDCG@2",
+        "show_progress": False, "state": "WARNING"})
+    inter, items, _ = converted(tmp_path / "atomic", "conv")
+    assert record["data"]["interactions"] == len(inter)
+    assert record["config"]["load_col"]["item"] == list(items.columns)
+    assert set(record["test"]) == {"recall@2", "ndcg@2", "mrr@2"}
+
+
+def test_project_dataset_settings_win_over_the_converted_ones(tmp_path):
+    """properties/dataset/<name>.yaml is layered over the converter's YAML, so a shared dataset's config
+    (and the hash its leaderboard records are reused by) is the same with or without that file."""
+    from recbole_qbert.config import build_config
+    from recbole_qbert.model_registry import resolve_model
+
+    def beauty_config():
+        return build_config(resolve_model("SASRec"), "amazon-beauty", overrides={"data_path": str(tmp_path)})
+
+    before = beauty_config()
+    (tmp_path / "amazon-beauty").mkdir()
+    (tmp_path / "amazon-beauty" / "amazon-beauty.yaml").write_text(
+        "load_col:\n  inter: [user_id, item_id, timestamp]\n  item: [item_id]\nITEM_ID_FIELD: item_id\n")
+    after = beauty_config()
+    assert after["load_col"]["item"] == before["load_col"]["item"] != ["item_id"]
+    assert after.run_hash == before.run_hash
+    (tmp_path / "amazon-beauty" / "amazon-beauty.yaml").write_text("load_columns: [item_id]\n")
+    with pytest.raises(QBertError, match=r"amazon-beauty.yaml: unknown config key 'load_columns'"):
+        beauty_config()
 
 
 # ---------------------------------------------------------------- real shared data

@@ -48,7 +48,7 @@ def _read_inter(path: Path):
 
 def make_cold_split(src: Path, out: Path, name: str, *, share: float, seed: int) -> Dict:
     """Write ``out/<name>/`` (the .inter without the held-out items' training interactions, the other
-    atomic files copied, ``cold_items.txt``) and return its statistics."""
+    atomic files and the converter's YAML copied, ``cold_items.txt``) and return its statistics."""
     if not 0 < share < 1:
         raise QBertError(f"share of held-out items must be in (0, 1), got {share}")
     stem = src.name
@@ -76,7 +76,7 @@ def make_cold_split(src: Path, out: Path, name: str, *, share: float, seed: int)
     folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
     for path in sorted(src.iterdir()):
-        if path.is_file() and path.suffix in (".item", ".user"):
+        if path.is_file() and path.suffix in (".item", ".user", ".yaml"):
             shutil.copyfile(path, folder / f"{name}{path.suffix}")
     with atomic_open(folder / COLD_ITEMS_FILE, "w", encoding="utf-8") as f:
         f.write("\n".join(cold.tolist()) + "\n")
