@@ -115,11 +115,13 @@ class Recommender:
     def user_sequence(self, user: str) -> torch.Tensor:
         """The item ids of ``user``'s whole sequence, oldest first, ``(n,)``.
 
-        RecBole keeps one row per prefix (history ``item_id_list``, target ``item_id``), stably ordered
-        by time: the sequence is the first row's one-item history followed by every row's target."""
+        RecBole keeps one row per prefix (history ``item_id_list``, target ``item_id``): in time order
+        (stable, as RecBole sorts), the sequence is the first row's one-item history followed by every
+        row's target."""
         ds = self.dataset
         uid = self._ids(ds.uid_field, [user], "user")[0]
         rows = torch.nonzero(ds.inter_feat[ds.uid_field] == uid).view(-1)
+        rows = rows[torch.argsort(ds.inter_feat[ds.time_field][rows], stable=True)]  # already so under order TO
         if not len(rows):
             raise QBertError(f"{self.inter_file}: user '{user}' has a single interaction, so no sequence to "
                              "continue; type it as a history instead")
@@ -178,11 +180,14 @@ class Recommender:
         return self._top("history", history, 0, k, keep_history)
 
 
-def format_recommendation(rec: Recommendation) -> str:
-    """Plain-text table: rank, item token, score and (when the dataset has one) title."""
+def format_recommendation(rec: Recommendation, *, title_width: int = 80) -> str:
+    """Plain-text table: rank, item token, score and (when the dataset has one) the title, cut to
+    ``title_width`` characters."""
     width = max(len(t) for t in rec.items) if rec.items else 0
     lines = [f"{rec.query}: top {len(rec.items)} after {len(rec.history)} items ({' '.join(rec.history)})"]
     for rank, (item, score) in enumerate(zip(rec.items, rec.scores), start=1):
-        title = f"  {rec.titles[rank - 1]}" if rec.titles else ""
-        lines.append(f"{rank:>4}  {item:<{width}}  {score:>9.4f}{title}")
+        title = rec.titles[rank - 1] if rec.titles else ""
+        if len(title) > title_width:
+            title = title[:title_width - 3] + "..."
+        lines.append(f"{rank:>4}  {item:<{width}}  {score:>9.4f}  {title}".rstrip())
     return "\n".join(lines)

@@ -24,7 +24,7 @@ from recbole_qbert import __version__
 from recbole_qbert.convert.dataset import ITEM_FIELD_TYPES, ConvertedDataset
 from recbole_qbert.convert.stats import dataset_stats, published_check, verify_published
 from recbole_qbert.errors import QBertError
-from recbole_qbert.safe_io import PathLike, atomic_open, sha256_file, write_json
+from recbole_qbert.safe_io import PathLike, atomic_open, sha256_file, write_json, write_text
 
 INTER_FIELDS = {"user_id": "token", "item_id": "token", "timestamp": "float"}
 
@@ -77,8 +77,7 @@ def _write_config(path: Path, ds: ConvertedDataset, fields: Dict[str, Dict[str, 
         "load_col:".ljust(width) + "# (dict) Columns to load per atomic file: every column written.",
         *(f"  {kind}: {_flow(list(columns))}" for kind, columns in fields.items()),
     ]
-    with atomic_open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def write_dataset(ds: ConvertedDataset, out_root: PathLike, check: bool = True) -> Dict[str, object]:
