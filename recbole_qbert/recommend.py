@@ -67,6 +67,7 @@ def load_data_and_model(model_file):
     model_class = resolve_model(state["model"])
     config = restore_config(state, model_class)
     config["checkpoint_dir"] = str(path.parent)  # the trainer makes this folder; the one saved may be relative
+    config["single_spec"], config["local_rank"] = True, 0  # one process, whatever the run was
     init_seed(config["seed"], config["reproducibility"])
     dataset = build_dataset(config, model_class)
     train, valid, test = data_preparation(config, dataset)

@@ -89,6 +89,10 @@ def test_two_process_distributed_training_on_gloo(tiny_data, sid_file, tmp_path,
     assert record["distributed"] == {"world_size": 2, "backend": "gloo"}
     assert record["epochs_trained"] == 2 and 0 <= record["test"]["ndcg@10"] <= 1
     assert (tmp_path / "ddp" / "best.pth").is_file()
+    # its checkpoint loads in one process for recommendations
+    from recbole_qbert.recommend import Recommender
+
+    assert len(Recommender.from_run(tmp_path / "ddp").for_user("u1", k=3).items) == 3
 
 
 def test_length_buckets_give_the_same_hidden_states_as_full_padding(tiny_data, sid_file, tmp_path, in_tmp):
