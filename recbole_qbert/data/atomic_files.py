@@ -14,6 +14,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
+from recbole_qbert.convert.inputs import open_text
 from recbole_qbert.errors import QBertError
 from recbole_qbert.safe_io import PathLike
 
@@ -92,8 +93,6 @@ def read_quoted_atomic(path: PathLike, required: Sequence[str]) -> Iterator[Tupl
     The header's ``name:type`` columns are keyed by name and must include ``required``. Quoted values
     may hold tabs and newlines, so a record can span lines; its line number is the one it ends on.
     """
-    from recbole_qbert.convert.inputs import open_text
-
     try:
         with open_text(path) as f:
             reader = csv.reader(f, delimiter="\t", quotechar='"', strict=True)

@@ -1,10 +1,11 @@
 """A cold-start variant of a dataset: some items are held out of training entirely.
 
 Held-out items are drawn among the items that end at least one user's history, and every interaction
-with them is removed except when it is the user's last one. Under leave-one-out (last item = test,
-the one before = validation, the rest = training) a held-out item therefore never appears in training
-or validation, in any position, but is the test target of some users. Every item and user stays in the
-dataset, so item ids, features and the evaluation over the whole catalogue are unchanged.
+with them is removed except when it is the user's last one. Under the protocol's leave-one-out split
+(:mod:`recbole_qbert.data.split`: last item = test, the one before = validation, the rest = training) a
+held-out item therefore never appears in training or validation, in any position, but is the test
+target of some users. Every item and user stays in the dataset, so item ids, features and the
+evaluation over the whole catalogue are unchanged.
 
 Models that represent items by content (QBERT4Rec on codes only, with the held-out items' codes given
 by a quantizer that never saw them: ``holdout_items`` in properties/quantize.yaml) can rank them; ID
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
+
 from recbole_qbert.data.atomic_files import read_interactions
 from recbole_qbert.data.split import rows_by_user
 from recbole_qbert.errors import QBertError
