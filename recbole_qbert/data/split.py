@@ -10,8 +10,8 @@ only training.
 RecBole's ``SequentialDataset`` (every sequential model) splits its per-prefix samples (``n - 1`` per
 user, the ``k``-th predicting interaction ``k + 1``) the same way, which gives the same three parts for
 every user with at least four interactions. A user with three has no validation target there (the second
-interaction is a training target) and one with two only training. So what this split calls training
-is never more than what the models train on: stages 1 and 2 see no validation or test target.
+interaction is a training target), one with two only training, one with one no sample at all. So no row
+this split calls training is ever a validation or test target of the models: stages 1 and 2 see none.
 """
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
