@@ -23,8 +23,9 @@ import numpy as np
 import pandas as pd
 
 from recbole_qbert.convert.dataset import ConvertedDataset, ordinal_inter
-from recbole_qbert.convert.inputs import load_json, numbered_lines, parse_int, read_quoted_atomic, require_file
+from recbole_qbert.convert.inputs import load_json, numbered_lines, parse_int, require_file
 from recbole_qbert.convert.text import category_tokens, clean_text, parse_quoted_list
+from recbole_qbert.data.atomic_files import read_quoted_atomic
 from recbole_qbert.errors import QBertError
 from recbole_qbert.safe_io import PathLike
 
