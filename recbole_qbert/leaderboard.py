@@ -237,6 +237,16 @@ def summarise(by_model: Dict[str, List[dict]]) -> List[dict]:
     return rows
 
 
+def converged(row: dict) -> bool:
+    """Every run of the row ended by early stopping on validation (not by a time or epoch cap)."""
+    return row["stop"] == "early_stopping"
+
+
+def seen(row: dict) -> str:
+    """What the row's runs saw, e.g. ``'41.3 epochs, early_stopping'`` or ``'0.2 epochs, budget'``."""
+    return f"{row['epochs_trained']:.1f} epochs, {row['stop']}"
+
+
 def _fmt(mean: float, std: float) -> str:
     return f"{mean:.4f}" if math.isnan(std) else f"{mean:.4f} ± {std:.4f}"
 
@@ -281,6 +291,10 @@ def render_markdown(spec: Spec, rows: List[dict], by_model: Dict[str, List[dict]
         *lines,
         "",
         f"- Budget: {budget_text}.",
+        *([f"- **Not converged** (stopped by {', '.join(sorted({r['stop'] for r in rows if not converged(r)}))}): "
+           + ", ".join(f"{r['model']} ({r['epochs_trained']:.1f} epochs)" for r in rows if not converged(r))
+           + ". An efficiency view: it measures what each model reaches within the budget, not which is better."]
+          if any(not converged(r) for r in rows) else ["- Every run stopped by early stopping on validation NDCG@10."]),
         *([f"- Subset columns: the {first['test_subset']['events']} test events whose target is one of the "
            f"{first['test_subset']['items']} items of {first['test_subset']['items_file']}."]
           if any(m in metric_cols for m in SUBSET_METRICS) else []),
@@ -334,15 +348,20 @@ def render_plot(spec: Spec, rows: List[dict], path: Path) -> None:
 
     x = np.arange(len(rows))
     width = 0.8 / len(HEADLINE)
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.4 * len(rows) + 2), 3.6))
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.6 * len(rows) + 2), 4.0))
+    # a run cut short by a budget is not a verdict on its model: hatched, and its epochs under its name
+    hatches = ["" if converged(r) else "//" for r in rows]
     for i, metric in enumerate(HEADLINE):
         means = [r[metric][0] for r in rows]
         stds = [0.0 if math.isnan(r[metric][1]) else r[metric][1] for r in rows]
-        ax.bar(x + (i - (len(HEADLINE) - 1) / 2) * width, means, width, yerr=stds, capsize=3,
-               label=metric.replace("ndcg", "NDCG").replace("recall", "Recall"))
-    ax.set_xticks(x, [r["model"] for r in rows])
+        ax.bar(x + (i - (len(HEADLINE) - 1) / 2) * width, means, width, yerr=stds, capsize=3, hatch=hatches,
+               edgecolor="black", linewidth=0.5, label=metric.replace("ndcg", "NDCG").replace("recall", "Recall"))
+    ax.set_xticks(x, [f"{r['model']}\n{r['epochs_trained']:.1f} epochs\n{r['stop']}" for r in rows], fontsize="small")
     ax.set_ylabel("test, mean ± std over seeds")
-    ax.set_title(f"{spec.dataset}: {spec.name}")
+    unconverged = sum(1 for r in rows if not converged(r))
+    ax.set_title(f"{spec.dataset}: {spec.name}" + (
+        f"\nhatched: {unconverged} of {len(rows)} models stopped before convergence (efficiency view)"
+        if unconverged else "\nevery run trained to early stopping"), fontsize="medium")
     ax.legend()
     fig.tight_layout()
     with atomic_open(path, "wb") as f:
@@ -361,6 +380,7 @@ def render_curves(spec: Spec, by_model: Dict[str, List[dict]], path: Path) -> No
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     clock = "cpu" if next(iter(by_model.values()))[0]["budget"].get("train_budget_clock") == "cpu" else "wall"
+    rows = {row["model"]: row for row in summarise(by_model)}
     for i, (model, records) in enumerate(by_model.items()):
         for j, r in enumerate(records):
             spent, xs, ys = 0.0, [], []
@@ -369,10 +389,13 @@ def render_curves(spec: Spec, by_model: Dict[str, List[dict]], path: Path) -> No
                 if "valid" in h:
                     xs.append(spent)
                     ys.append(h["valid"].get("ndcg@10", float("nan")))
-            ax.plot(xs, ys, marker=".", color=colors[i % len(colors)], alpha=0.8, label=model if j == 0 else None)
+            label = f"{model} ({seen(rows[model])})" if j == 0 else None
+            ax.plot(xs, ys, marker=".", color=colors[i % len(colors)], alpha=0.8, label=label,
+                    linestyle="-" if converged(rows[model]) else "--")
     ax.set_xlabel(f"training seconds ({'CPU' if clock == 'cpu' else 'wall clock'})")
     ax.set_ylabel("validation NDCG@10")
-    ax.set_title(f"{spec.dataset}: {spec.name}, one line per seed")
+    ax.set_title(f"{spec.dataset}: {spec.name}, one line per seed (dashed: stopped before convergence)",
+                 fontsize="medium")
     ax.legend(fontsize="small")
     fig.tight_layout()
     with atomic_open(path, "wb") as f:

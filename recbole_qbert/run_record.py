@@ -84,7 +84,7 @@ def run_budget(config) -> dict:
 
 def run_inputs(config) -> dict:
     """SHA-256 of the files a run reads: the dataset's atomic files and, for models on semantic IDs,
-    the ``.sid`` file and any pretrained checkpoint. A leaderboard reuses a record only while these are
+    the ``.sid`` file, any content feature tables and any pretrained checkpoint. A leaderboard reuses a record only while these are
     unchanged."""
     from recbole_qbert.safe_io import sha256_file
 
@@ -95,10 +95,13 @@ def run_inputs(config) -> dict:
         if path.is_file():
             inputs[path.name] = sha256_file(path)
     if "sid_file" in config:
-        from recbole_qbert.semantic_ids import resolve_sid_path
+        from recbole_qbert.semantic_ids import dataset_file, resolve_sid_path
 
         path = resolve_sid_path(config["sid_file"], config["dataset"])
         inputs["sid"] = sha256_file(path) if path.is_file() else None
+        for value in config["content_features"] or []:
+            path = dataset_file(value, config["dataset"])
+            inputs[f"content:{path.name}"] = sha256_file(path) if path.is_file() else None
     if config["test_subset_items"]:
         path = project_path(config["test_subset_items"], cwd_first=True)
         inputs["test_subset_items"] = sha256_file(path) if path.is_file() else None

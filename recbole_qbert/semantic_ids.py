@@ -38,11 +38,16 @@ def default_sid_path(dataset: str) -> Path:
     return SID_ROOT / dataset / f"{dataset}.sid"
 
 
+def dataset_file(value: str, dataset: str) -> Path:
+    """A per-dataset input path from the config: ``{dataset}`` replaced, relative -> from the project root."""
+    return project_path(str(value).replace("{dataset}", dataset))
+
+
 def resolve_sid_path(value: Optional[str], dataset: str) -> Path:
-    """The ``sid_file`` config value as a path: ``~`` -> the default, relative -> from the project root."""
+    """The ``sid_file`` config value as a path: ``~`` -> the default, otherwise :func:`dataset_file`."""
     if value in (None, "", "None", "~"):
         return default_sid_path(dataset)
-    return project_path(str(value).replace("{dataset}", dataset))
+    return dataset_file(value, dataset)
 
 
 def meta_path(sid_path: PathLike) -> Path:

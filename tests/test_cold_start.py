@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from dataset_prep import cold_start
+from fixtures.ranking import best_model, full_ranking_metrics
 from fixtures.sid_data import small_settings, write_synth_dataset
 from fixtures.tiny import tiny_overrides, write_tiny_dataset, write_tiny_semantic_ids
 from recbole_qbert.data.cold_start import COLD_ITEMS_FILE, read_item_list
@@ -68,7 +69,12 @@ def test_subset_metrics_cover_the_events_with_a_cold_target(cold_data, tmp_path,
     last = after.sort_values(["user_id", "t"]).groupby("user_id").tail(1)
     subset = record["test_subset"]
     assert subset["events"] == int(last["item_id"].isin(read_item_list(cold_file)).sum()) > 0
-    assert 0 <= subset["metrics"]["ndcg@10"] <= subset["metrics"]["recall@10"] <= 1
+    model, test = best_model("QBERT4Rec", "tiny-cold", cold_data, tmp_path / "run", sid_file=str(sid))
+    cold_ids = test._dataset.token2id("item_id", read_item_list(cold_file))
+    independent = full_ranking_metrics(model, test, targets=cold_ids)
+    assert independent["users"] == subset["events"]
+    assert subset["metrics"]["ndcg@10"] == pytest.approx(independent["ndcg@10"], abs=1e-4)
+    assert subset["metrics"]["recall@10"] == pytest.approx(independent["recall@10"], abs=1e-4)
     assert record["inputs"]["test_subset_items"]
 
     (tmp_path / "unknown.txt").write_text("not-an-item\n")

@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from recbole_qbert.errors import QBertError
-from recbole_qbert.leaderboard import collect, load_spec, render, run_all, summarise
+from recbole_qbert.leaderboard import collect, converged, load_spec, render, run_all, seen, summarise
 from fixtures.tiny import tiny_overrides, write_tiny_semantic_ids
 
 
@@ -54,6 +54,8 @@ def test_runs_render_and_resume(tiny_data, tmp_path, in_tmp, capfd):
     assert len({str(r["data"]) for rs in records.values() for r in rs}) == 1
     table = paths[0].read_text()
     assert "| SASRec | 2 |" in table and "| BERT4Rec | 2 |" in table and "**" in table
+    # one epoch is a cap, not convergence: the table says so next to the models
+    assert "**Not converged** (stopped by epochs): SASRec (1.0 epochs), BERT4Rec (1.0 epochs)." in table
     capfd.readouterr()
 
     # BERT4Rec adds keys to its config when built; its record must still be recognised as done
@@ -128,6 +130,13 @@ def test_summary_is_mean_and_sample_std():
     assert a["ndcg@10"][0] == pytest.approx(0.2) and a["ndcg@10"][1] == pytest.approx(math.sqrt(0.02))
     assert b["runs"] == 1 and math.isnan(b["ndcg@10"][1])
     assert a["eval_s"] == 1.0 and a["eval_cpu_s"] == pytest.approx(0.8)  # wall and CPU seconds both reported
+
+
+def test_a_row_is_converged_only_when_every_run_stopped_early():
+    early = dict(fake_record(1, 0.1, 0.2), stop_reason="early_stopping")
+    rows = summarise({"A": [early, dict(early, seed=2)], "B": [early, fake_record(2, 0.3, 0.4)]})
+    assert [converged(r) for r in rows] == [True, False]
+    assert seen(rows[1]) == "5.0 epochs, early_stopping, epochs"
 
 
 def test_extends_merges_config_and_model_config_but_not_the_name(tmp_path):

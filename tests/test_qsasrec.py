@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from fixtures.tiny import tiny_overrides
+from fixtures.tiny import build_tiny_model, tiny_overrides
 from recbole_qbert.errors import QBertError
 from recbole_qbert.runner import run
 
@@ -13,15 +13,7 @@ def qsasrec(tiny_data, sid_file, run_dir, **extra):
 
 
 def build(tiny_data, sid_file, **extra):
-    """An untrained QSASRec in eval mode (no dropout) and its training loader."""
-    from recbole_qbert.config import build_config
-    from recbole_qbert.model.qsasrec import QSASRec
-    from recbole_qbert.runner import load_data
-
-    config = build_config(QSASRec, "tiny", overrides=tiny_overrides(tiny_data, sid_file=str(sid_file), **extra),
-                          own_model=True)
-    _, train, _, _ = load_data(config, QSASRec)
-    return QSASRec(config, train._dataset).eval(), train
+    return build_tiny_model("QSASRec", tiny_data, sid_file, **extra)
 
 
 def test_trains_on_whole_histories_and_learns_the_walk(tiny_data, sid_file, tmp_path, in_tmp, one_torch_thread):
@@ -33,12 +25,13 @@ def test_trains_on_whole_histories_and_learns_the_walk(tiny_data, sid_file, tmp_
     assert record["test"]["ndcg@10"] > 0.6
 
 
-def test_loss_is_the_mean_next_item_loss_over_every_prefix(tiny_data, sid_file, tmp_path, in_tmp):
+@pytest.mark.parametrize("norm", ["post", "pre"])
+def test_loss_is_the_mean_next_item_loss_over_every_prefix(tiny_data, sid_file, tmp_path, in_tmp, norm):
     """One pass over a whole history gives each position the prediction that ``full_sort_predict``
     makes from the prefix ending there: the training objective is RecBole's per-prefix one."""
     from recbole.data.interaction import Interaction
 
-    model, train = build(tiny_data, sid_file)
+    model, train = build(tiny_data, sid_file, transformer_norm=norm)
     batch = next(iter(train))
     seq, lengths, target = batch["item_id_list"], batch["item_length"], batch["item_id"]
     with torch.no_grad():
@@ -55,8 +48,9 @@ def test_loss_is_the_mean_next_item_loss_over_every_prefix(tiny_data, sid_file, 
     assert loss == pytest.approx(torch.stack(losses).mean().item(), rel=1e-5)
 
 
-def test_a_position_never_sees_later_items(tiny_data, sid_file, tmp_path, in_tmp):
-    model, _ = build(tiny_data, sid_file)
+@pytest.mark.parametrize("norm", ["post", "pre"])
+def test_a_position_never_sees_later_items(tiny_data, sid_file, tmp_path, in_tmp, norm):
+    model, _ = build(tiny_data, sid_file, transformer_norm=norm)
     items = torch.tensor([[3, 4, 5, 6, 7]])
     lengths = torch.tensor([5])
     changed = items.clone()
@@ -85,6 +79,71 @@ def test_id_only_control_has_no_code_tables(tiny_data, sid_file, tmp_path, in_tm
     assert len(model.code_embeddings) == 0 and model.id_embedding is not None
     with pytest.raises(QBertError, match="use_semantic_ids: False needs use_id_embedding: True"):
         build(tiny_data, sid_file, use_semantic_ids=False, use_id_embedding=False)
+
+
+def test_pre_norm_layers_replace_recboles_and_learn_the_walk(tiny_data, sid_file, tmp_path, in_tmp,
+                                                             one_torch_thread):
+    from recbole_qbert.model.prenorm import PreNormTransformer
+
+    model, _ = build(tiny_data, sid_file, transformer_norm="pre")
+    assert isinstance(model.trm_encoder, PreNormTransformer) and not hasattr(model, "LayerNorm")
+    record = qsasrec(tiny_data, sid_file, tmp_path / "run", epochs=40, learning_rate=0.01, transformer_norm="pre",
+                     hidden_dropout_prob=0.0, attn_dropout_prob=0.0)
+    assert record["test"]["ndcg@10"] > 0.6
+    with pytest.raises(QBertError, match="transformer_norm must be pre or post, got 'mid'"):
+        build(tiny_data, sid_file, transformer_norm="mid")
+
+
+@pytest.fixture
+def content_file(tmp_path):
+    """A 6-d content table for the tiny items ``i0``..``i29``: item ``i3`` has none, and the rows are not
+    unit length."""
+    import numpy as np
+
+    from recbole_qbert.features.table import FeatureTable
+
+    rng = np.random.default_rng(0)
+    present = np.ones(30, dtype=bool)
+    present[3] = False
+    table = FeatureTable([f"i{i}" for i in range(30)], 5 * rng.normal(size=(30, 6)), present, {"view": "toy"})
+    table.save(tmp_path / "toy.npz")
+    return tmp_path / "toy.npz", table
+
+
+def test_content_features_are_unit_rows_aligned_to_recboles_item_ids(tiny_data, sid_file, content_file,
+                                                                     tmp_path, in_tmp):
+    path, table = content_file
+    model, train = build(tiny_data, sid_file, content_features=[str(path), str(path)])
+    dataset = train._dataset
+    content = dataset.item_content  # (n_items, 12): the table twice, row 0 the padding item
+    assert content.shape == (dataset.item_num, 12) and not content[0].any()
+    for internal in range(1, dataset.item_num):
+        token = dataset.id2token("item_id", internal)
+        row = table.matrix[int(token[1:])]
+        expected = torch.zeros(6) if token == "i3" else torch.from_numpy(row / (row ** 2).sum() ** 0.5)
+        assert torch.allclose(content[internal, :6], expected, atol=1e-6)
+        assert torch.equal(content[internal, :6], content[internal, 6:])
+    assert model.content_projection.weight.shape == (model.hidden_size, 12)
+    # the projected content is part of every item embedding, the padding item's included at zero
+    items = torch.arange(dataset.item_num)
+    with torch.no_grad():
+        before = model.item_embeddings(items)
+        model.content_projection.weight.add_(1.0)
+        moved = (model.item_embeddings(items) - before).abs().sum(dim=1)
+    assert moved[0] == 0 and moved[dataset.token2id("item_id", "i3")] == 0
+    assert (moved > 0).sum() == dataset.item_num - 2
+
+
+def test_content_features_alone_make_an_item_and_are_part_of_the_run_identity(tiny_data, sid_file, content_file,
+                                                                              tmp_path, in_tmp):
+    from recbole_qbert.safe_io import sha256_file
+
+    path, _ = content_file
+    record = qsasrec(tiny_data, sid_file, tmp_path / "run", epochs=1, use_semantic_ids=False,
+                     use_id_embedding=False, content_features=[str(path)])
+    assert record["inputs"]["content:toy.npz"] == sha256_file(path)
+    with pytest.raises(QBertError, match="feature file not found"):
+        build(tiny_data, sid_file, content_features=[str(tmp_path / "none.npz")])
 
 
 def test_bpr_loss_is_refused_before_training(tiny_data, sid_file, tmp_path, in_tmp):

@@ -2,19 +2,20 @@
 
 Two layouts: S3Rec's, where the one ``<Prefix>_item2attributes.json`` names the sequence file
 ``<Prefix>.txt``; and P5's, without attributes, where the sequence file is the folder's one ``*.txt``
-other than ``negative_samples.txt`` (P5 calls it ``sequential_data.txt``) and ``datamaps.json`` needs only
-``id2user`` and ``id2item``. The sequence file has one line per user, ``uid iid1 iid2 ...`` with single spaces and integer ids in
-chronological order (no timestamps: timestamps are the ordinal positions 0, 1, 2, ...). Users and
-items are written under their original reviewerID / ASIN from ``datamaps.json``.
+other than ``negative_samples.txt`` (P5 calls it ``sequential_data.txt``) and ``datamaps.json`` needs
+only ``id2user`` and ``id2item``. The sequence file has one line per user, ``uid iid1 iid2 ...`` with
+single spaces and integer ids in chronological order (no timestamps: timestamps are the ordinal positions
+0, 1, 2, ...). Users and items are written under their original reviewerID / ASIN from ``datamaps.json``.
 
 Item fields:
 
-* ``attributes`` (token_seq), when there are any (not in the P5 layout): S3Rec's brand-and-category attributes of each item. S3Rec's own
-  attribute ids are *not* ``datamaps.json``'s: datamaps numbers every brand and category name by first
-  occurrence, S3Rec numbered them in the same order after dropping the rare ones. The names are taken
-  from datamaps only when some count threshold reproduces S3Rec's per-attribute counts exactly (it
-  does for Beauty, threshold 5); otherwise the attributes are written as opaque tokens ``attr<id>``
-  (Sports). Brands and categories share one id space in S3Rec, so they are not told apart here.
+* ``attributes`` (token_seq), when there are any (not in the P5 layout): S3Rec's brand-and-category
+  attributes of each item. S3Rec's own attribute ids are *not* ``datamaps.json``'s: datamaps numbers
+  every brand and category name by first occurrence, S3Rec numbered them in the same order after dropping
+  the rare ones. The names are taken from datamaps only when some count threshold reproduces S3Rec's
+  per-attribute counts exactly (it does for Beauty, threshold 5); otherwise the attributes are written as
+  opaque tokens ``attr<id>`` (Sports). Brands and categories share one id space in S3Rec, so they are not
+  told apart here.
 * With an item file (``Amazon_Beauty.item``, a RecBole item file keyed by ASIN with CSV quoting):
   ``title``, ``categories`` (token_seq), ``brand``, ``sales_rank``, ``price``.
 """
@@ -26,8 +27,9 @@ import numpy as np
 import pandas as pd
 
 from recbole_qbert.convert.dataset import ConvertedDataset, ordinal_inter
-from recbole_qbert.convert.inputs import load_json, numbered_lines, parse_int, read_quoted_atomic, require_file
+from recbole_qbert.convert.inputs import load_json, numbered_lines, parse_int, require_file
 from recbole_qbert.convert.text import category_tokens, clean_text, parse_quoted_list
+from recbole_qbert.data.atomic_files import read_quoted_atomic
 from recbole_qbert.errors import QBertError
 from recbole_qbert.safe_io import PathLike
 

@@ -17,7 +17,10 @@ intact, and covers exactly the items RecBole loaded (none missing, none extra), 
   and row 0 (RecBole's padding item ``[PAD]``) is all zeros. A level's embedding table therefore needs
   ``sid_codebook_sizes[l] + 1`` rows, with ``padding_idx=0``;
 * ``sid_codebook_sizes`` (list of int, the disambiguation level included), ``sid_n_levels``,
-  ``sid_meta`` (the file's metadata) and ``sid_path``.
+  ``sid_meta`` (the file's metadata) and ``sid_path``;
+* ``item_content``: ``FloatTensor (item_num, D)`` or None, from config key ``content_features`` (list of
+  stage-1 feature tables, ``.npz``, same path rules as ``sid_file``): each table's rows L2-normalised
+  and concatenated, zeros for the padding item and where an item lacks that content.
 
 Every failure is a :class:`~recbole_qbert.errors.QBertError` raised before any training starts.
 """
@@ -26,13 +29,15 @@ import torch
 from recbole.data.dataset import SequentialDataset
 
 from recbole_qbert.errors import QBertError
-from recbole_qbert.semantic_ids import read_semantic_ids, resolve_sid_path
+from recbole_qbert.features.table import FeatureTable
+from recbole_qbert.semantic_ids import dataset_file, read_semantic_ids, resolve_sid_path
 
 
 class SemanticIDDataset(SequentialDataset):
     def __init__(self, config):
         super().__init__(config)
         self._load_semantic_ids()
+        self._load_content_features()
 
     def _load_semantic_ids(self) -> None:
         self.sid_path = resolve_sid_path(self.config["sid_file"], self.dataset_name)
@@ -48,6 +53,23 @@ class SemanticIDDataset(SequentialDataset):
         self.sid_codebook_sizes = list(sid.codebook_sizes)
         self.sid_n_levels = sid.n_levels
         self.sid_meta = sid.meta
+
+    def _load_content_features(self) -> None:
+        paths = self.config["content_features"] or []
+        self.item_content = None
+        if not paths:
+            return
+        items = [str(t) for t in self.field2id_token[self.iid_field][1:]]
+        blocks = []
+        for value in paths:
+            table = FeatureTable.load(dataset_file(value, self.dataset_name))
+            matrix = table.align(items, allow_absent=True).matrix  # (item_num - 1, d), zeros where absent
+            # unit rows: views of different scale (CLIP text, image, fused) weigh alike at the start
+            norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+            blocks.append(np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0))
+        content = np.zeros((len(items) + 1, sum(b.shape[1] for b in blocks)), dtype=np.float32)
+        content[1:] = np.concatenate(blocks, axis=1)
+        self.item_content = torch.from_numpy(content)
 
     def __str__(self):
         info = super().__str__()

@@ -17,7 +17,8 @@ of it with a softmax over the whole catalogue, which is SASRec's original object
 (history, next item) pairs as RecBole's one sample per prefix, in one pass over each history. With
 ``input_mask_strategies``, strategies of the masking registry hide some input items behind a mask token
 in training (every position still predicts its next item), so the model learns to recommend from
-incomplete histories.
+incomplete histories. ``transformer_norm: pre`` swaps RecBole's post-norm layers for the original
+SASRec's pre-norm ones (:mod:`recbole_qbert.model.prenorm`).
 """
 import torch
 from recbole.model.sequential_recommender.sasrec import SASRec
@@ -27,6 +28,7 @@ from torch import nn
 from recbole_qbert.errors import QBertError
 from recbole_qbert.masking import MaskMixture, mask_generator
 from recbole_qbert.model.length_buckets import encode_by_length
+from recbole_qbert.model.prenorm import PreNormTransformer
 from recbole_qbert.model.pretrained import load_pretrained_from_config
 from recbole_qbert.model.qbert4rec_dataset import QBERT4RecDataset
 from recbole_qbert.model.semantic_items import SemanticItemsMixin
@@ -41,6 +43,16 @@ class QSASRec(SemanticItemsMixin, SASRec):
             raise QBertError(f"QSASRec trains with loss_type CE only, got '{config['loss_type']}'")
         super().__init__(config, dataset)
         del self.item_embedding  # SASRec's free ID table: items are composed from their codes instead
+        self.pre_norm = config["transformer_norm"] == "pre"
+        if config["transformer_norm"] not in ("pre", "post"):
+            raise QBertError(f"transformer_norm must be pre or post, got '{config['transformer_norm']}'")
+        if self.pre_norm:
+            # the last layer's norm replaces the input norm; hidden_act stays GELU in this layout
+            del self.trm_encoder, self.LayerNorm
+            self.trm_encoder = PreNormTransformer(
+                n_layers=self.n_layers, hidden_size=self.hidden_size, n_heads=self.n_heads,
+                inner_size=self.inner_size, hidden_dropout_prob=self.hidden_dropout_prob,
+                attn_dropout_prob=self.attn_dropout_prob, layer_norm_eps=self.layer_norm_eps)
         self.build_item_tables(config, dataset)
         strategies = config["input_mask_strategies"]
         self.masking = MaskMixture(strategies, config["mask_options"]) if strategies else None
@@ -66,7 +78,10 @@ class QSASRec(SemanticItemsMixin, SASRec):
         if mask:
             emb = torch.where(mask[0].unsqueeze(-1), self.mask_embedding.expand_as(emb), emb)
         positions = torch.arange(items.shape[1], device=items.device)
-        x = self.dropout(self.LayerNorm(emb + self.position_embedding(positions).unsqueeze(0)))
+        x = emb + self.position_embedding(positions).unsqueeze(0)
+        if self.pre_norm:
+            return self.trm_encoder(self.dropout(x), self.get_attention_mask(items))
+        x = self.dropout(self.LayerNorm(x))
         return self.trm_encoder(x, self.get_attention_mask(items), output_all_encoded_layers=False)[-1]
 
     def encode(self, items: torch.Tensor, lengths: torch.Tensor, *mask: torch.Tensor) -> torch.Tensor:

@@ -1,12 +1,14 @@
 """Items composed from their semantic IDs: the item representation shared by QBERT4Rec and QSASRec.
 
 An item enters a model as the sum of one embedding per semantic-ID level (its code tuple from stage 2),
-optionally plus a free ID embedding, and the whole catalogue is scored by dot product with the same
+optionally plus a free ID embedding and a learned linear map of the item's stage-1 content vectors
+(``content_features``), and the whole catalogue is scored by dot product with the same
 composed embeddings plus a score bias. Without the ID embedding nothing is indexed by item id (the bias
 is per code too), so an item is its codes alone and an item never trained on can still be recommended.
 
 Config keys: ``hidden_size``, ``use_id_embedding`` (bool), ``use_semantic_ids`` (bool; False is the
-ID-only control, which needs ``use_id_embedding``), ``initializer_range``.
+ID-only control, which needs ``use_id_embedding``), ``content_features`` (list of feature tables, read by
+the dataset), ``initializer_range``.
 """
 import torch
 from torch import nn
@@ -20,21 +22,27 @@ class SemanticItemsMixin:
     Parameters (names kept stable for checkpoints and :mod:`recbole_qbert.model.pretrained`):
     ``code_embeddings`` (one ``(codebook_size + 1, H)`` table per level, row 0 padding),
     ``id_embedding`` (``(n_items, H)`` or None), ``output_bias`` (``(n_items,)``, with the ID embedding)
-    or ``code_biases`` (one ``(codebook_size + 1, 1)`` table per level, without it).
+    or ``code_biases`` (one ``(codebook_size + 1, 1)`` table per level, without it),
+    ``content_projection`` (``Linear(D, H)`` over the dataset's ``item_content``, or None).
     """
 
     def build_item_tables(self, config, dataset) -> None:
         hidden = config["hidden_size"]
         use_codes = config["use_semantic_ids"] is not False
         use_id = bool(config["use_id_embedding"])
-        if not (use_codes or use_id):
-            raise QBertError("use_semantic_ids: False needs use_id_embedding: True (an item must be something)")
+        content = getattr(dataset, "item_content", None)
+        if not (use_codes or use_id or content is not None):
+            raise QBertError("use_semantic_ids: False needs use_id_embedding: True or content_features "
+                             "(an item must be something)")
         # (n_items, n_levels) codes shifted by one, 0 = padding; a buffer so it moves with the model
         self.register_buffer("item_codes", dataset.item_codes.clone(), persistent=False)
         self.codebook_sizes = list(dataset.sid_codebook_sizes) if use_codes else []
         self.code_embeddings = nn.ModuleList(
             nn.Embedding(size + 1, hidden, padding_idx=0) for size in self.codebook_sizes)
         self.id_embedding = nn.Embedding(self.n_items, hidden, padding_idx=0) if use_id else None
+        # (n_items, D) content vectors, row 0 zeros; a buffer, like the codes, rebuilt from the dataset
+        self.register_buffer("item_content", content, persistent=False)
+        self.content_projection = None if content is None else nn.Linear(content.shape[1], hidden, bias=False)
         # score bias: per item next to an ID embedding; otherwise per code, summed over levels, so that an
         # item is its codes alone (a per-item bias of an item never seen as a target is only ever pushed
         # down, which would bury exactly the cold items the codes are meant to reach)
@@ -60,11 +68,14 @@ class SemanticItemsMixin:
 
     def item_embeddings(self, items: torch.Tensor) -> torch.Tensor:
         """Composed embeddings of item ids ``(...)`` -> ``(..., H)``: the sum of the items' code
-        embeddings over all levels, plus the ID embedding when enabled. Padding (0) maps to zeros."""
+        embeddings over all levels, plus the ID embedding and the projected content when enabled. Padding
+        (0) maps to zeros."""
         codes = self.item_codes[items]  # (..., n_levels)
         emb = sum(table(codes[..., level]) for level, table in enumerate(self.code_embeddings))
         if self.id_embedding is not None:
             emb = emb + self.id_embedding(items)
+        if self.content_projection is not None:
+            emb = emb + self.content_projection(self.item_content[items])
         return emb
 
     def all_item_embeddings(self) -> torch.Tensor:
