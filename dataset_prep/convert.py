@@ -69,8 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     shared.add_argument("--data", type=Path, default=REPO_ROOT.parent / "shared" / "data",
                         help="shared data folder (default: ../shared/data from the repository root)")
 
-    s3rec = sub.add_parser("s3rec", parents=[named], help="S3Rec/P5 folder: <P>.txt, datamaps.json, "
-                                                         "<P>_item2attributes.json")
+    s3rec = sub.add_parser("s3rec", parents=[named], help="S3Rec folder (<P>.txt, datamaps.json, "
+                                                         "<P>_item2attributes.json) or P5 folder "
+                                                         "(sequential_data.txt, datamaps.json)")
     s3rec.add_argument("--src", type=Path, required=True)
     s3rec.add_argument("--item-file", help="RecBole item file keyed by ASIN (relative to --src) for "
                                            "title, categories, brand, sales rank, price")

@@ -1,4 +1,5 @@
-"""Command-line entry points: ``run_recbole.py`` / ``qbert-run`` and ``qbert-leaderboard``.
+"""Command-line entry points: ``run_recbole.py`` / ``qbert-run``, ``qbert-leaderboard``, ``qbert-pipeline``
+and ``qbert-recommend``.
 
 Problems with the user's input end in one line, ``error: <message>``, and exit status 2.
 """
@@ -138,4 +139,42 @@ def pipeline_main(argv: List[str]) -> int:
     done = ", ".join(f"{s['step']} {'reused' if s['reused'] else str(s['seconds']) + ' s'}" for s in report["steps"])
     print(f"pipeline {report['pipeline']}: {done}; leaderboard {report['leaderboard_s']} s; "
           f"total {report['total_s']} s")
+    return 0
+
+
+def _tokens(value: str) -> List[str]:
+    return [t.strip() for t in value.split(",") if t.strip()]
+
+
+@one_line_errors
+def recommend_main(argv: List[str]) -> int:
+    """Top-k items from a trained run, for users of its dataset or for a typed item history."""
+    parser = argparse.ArgumentParser(
+        prog="qbert-recommend",
+        description="Recommend the top-k items from a run folder (the --checkpoint_dir of run_recbole.py): "
+                    "after each given user's whole sequence, or after a typed item history.",
+        epilog="The history's own items are left out unless --keep-history. Items never seen in training are "
+               "candidates too (a semantic-ID model scores them by their codes).")
+    parser.add_argument("run_dir", help="run folder holding best.pth (and last.pth)")
+    query = parser.add_mutually_exclusive_group(required=True)
+    query.add_argument("--user", help="comma-separated user tokens of the run's dataset")
+    query.add_argument("--history", help="comma-separated item tokens, oldest first")
+    parser.add_argument("-k", "--topk", type=int, default=10, help="items per query (default 10)")
+    parser.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                        help="best.pth (best validation epoch, default) or last.pth (latest epoch)")
+    parser.add_argument("--keep-history", action="store_true", help="let the history's own items be recommended")
+    args = parser.parse_args(argv)
+
+    from recbole_qbert.recommend import Recommender, format_recommendation
+
+    recommender = Recommender.from_run(args.run_dir, checkpoint=args.checkpoint)
+    options = {"k": args.topk, "keep_history": args.keep_history}
+    if args.history is not None:
+        recommendations = [recommender.for_history(_tokens(args.history), **options)]
+    else:
+        users = _tokens(args.user)
+        if not users:
+            raise QBertError("--user: no user tokens given")
+        recommendations = [recommender.for_user(user, **options) for user in users]
+    print("\n\n".join(format_recommendation(r) for r in recommendations))
     return 0

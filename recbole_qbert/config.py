@@ -3,7 +3,8 @@
 Config files are layered, later ones winning:
 
 1. ``properties/overall.yaml`` (the evaluation protocol of DESIGN.md);
-2. ``properties/dataset/<dataset>.yaml`` when it exists;
+2. ``<data_path>/<dataset>/<dataset>.yaml`` (written by ``dataset_prep.convert``), then
+   ``properties/dataset/<dataset>.yaml``, each when it exists;
 3. ``properties/model/<Model>.yaml`` for this package's own models (RecBole never loads an outside
    model's YAML by itself);
 4. the user's ``config_files`` in order, then ``overrides`` (``--key=value`` on the command line).
@@ -226,6 +227,10 @@ def build_config(model_class, dataset: str, config_files: Sequence = (),
             raise QBertError(f"config key '{key}' is not supported: RecBole would store or load the data "
                              "as a pickle, which can run arbitrary code")
     overrides["data_path"] = resolve_data_path(str(merged.get("data_path", "build/atomic/")))
+    converted = Path(overrides["data_path"]) / dataset / f"{dataset}.yaml"  # the converter's field settings
+    if converted.is_file():
+        check_keys(load_yaml(converted), str(converted), known)
+        files.insert(1, converted)
 
     argv, sys.argv = sys.argv, sys.argv[:1]
     try:

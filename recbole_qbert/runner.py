@@ -64,6 +64,18 @@ def dataset_class(config, model_class):
     return getattr(recbole_datasets, by_type.get(config["MODEL_TYPE"], "Dataset"))
 
 
+def build_dataset(config, model_class):
+    """Check the atomic files and load the dataset ``model_class`` reads (not yet split)."""
+    check_atomic_files(config)
+    try:
+        return dataset_class(config, model_class)(config)
+    except QBertError:
+        raise
+    except Exception as e:  # RecBole's loader fails with KeyError/ValueError deep in pandas
+        raise QBertError(f"dataset '{config['dataset']}' in {config['data_path']}: RecBole could not load "
+                         f"it ({type(e).__name__}: {e})") from e
+
+
 def load_data(config, model_class):
     """Check the atomic files, build the dataset and RecBole's train/valid/test loaders.
 
@@ -71,14 +83,7 @@ def load_data(config, model_class):
     which rewrites the dataset's interaction table."""
     from recbole.data import data_preparation
 
-    check_atomic_files(config)
-    try:
-        dataset = dataset_class(config, model_class)(config)
-    except QBertError:
-        raise
-    except Exception as e:  # RecBole's loader fails with KeyError/ValueError deep in pandas
-        raise QBertError(f"dataset '{config['dataset']}' in {config['data_path']}: RecBole could not load "
-                         f"it ({type(e).__name__}: {e})") from e
+    dataset = build_dataset(config, model_class)
     logging.getLogger().info(str(dataset))
     stats = {"users": dataset.user_num - 1, "items": dataset.item_num - 1,  # minus RecBole's padding id
              "interactions": dataset.inter_num}

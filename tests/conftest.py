@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import recbole_qbert  # noqa: F401  (compatibility layer before any RecBole import)
+from fixtures.scientific_clip import SCIENTIFIC
 from fixtures.tiny import write_tiny_dataset, write_tiny_semantic_ids
 
 
@@ -36,3 +37,14 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def scientific_data(tmp_path_factory) -> Path:
+    """``data_path`` holding the real ``amazon-scientific`` dataset, converted from ../shared/data."""
+    from recbole_qbert.convert.atomic_writer import write_dataset
+    from recbole_qbert.convert.unisrec import convert_unisrec
+
+    root = tmp_path_factory.mktemp("scientific")
+    write_dataset(convert_unisrec(SCIENTIFIC, "amazon-scientific"), root)
+    return root

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from dataset_prep import cold_start
+from fixtures.ranking import best_model, full_ranking_metrics
 from fixtures.sid_data import small_settings, write_synth_dataset
 from fixtures.tiny import tiny_overrides, write_tiny_dataset, write_tiny_semantic_ids
 from recbole_qbert.data.cold_start import COLD_ITEMS_FILE, read_item_list
@@ -44,6 +45,14 @@ def test_held_out_items_appear_only_as_last_items(cold_data):
     assert last["item_id"].isin(cold).any()
 
 
+def test_split_keeps_the_converters_settings(tmp_path):
+    """The converter's YAML (load_col, field names) comes along, so the split loads as its source does."""
+    folder = write_tiny_dataset(tmp_path)
+    (folder / "tiny.yaml").write_text("load_col:\n  inter: [user_id, item_id, timestamp]\n")
+    assert cold_start.main(["--dataset", "tiny", "--data-path", str(tmp_path), "--share", "0.2"]) == 0
+    assert (tmp_path / "tiny-cold" / "tiny-cold.yaml").read_text() == (folder / "tiny.yaml").read_text()
+
+
 def test_bad_split_requests_are_refused(cold_data, capsys):
     assert cold_start.main(["--dataset", "tiny", "--data-path", str(cold_data), "--share", "1.5"]) == 2
     assert "share of held-out items must be in (0, 1)" in capsys.readouterr().err
@@ -60,7 +69,12 @@ def test_subset_metrics_cover_the_events_with_a_cold_target(cold_data, tmp_path,
     last = after.sort_values(["user_id", "t"]).groupby("user_id").tail(1)
     subset = record["test_subset"]
     assert subset["events"] == int(last["item_id"].isin(read_item_list(cold_file)).sum()) > 0
-    assert 0 <= subset["metrics"]["ndcg@10"] <= subset["metrics"]["recall@10"] <= 1
+    model, test = best_model("QBERT4Rec", "tiny-cold", cold_data, tmp_path / "run", sid_file=str(sid))
+    cold_ids = test._dataset.token2id("item_id", read_item_list(cold_file))
+    independent = full_ranking_metrics(model, test, targets=cold_ids)
+    assert independent["users"] == subset["events"]
+    assert subset["metrics"]["ndcg@10"] == pytest.approx(independent["ndcg@10"], abs=1e-4)
+    assert subset["metrics"]["recall@10"] == pytest.approx(independent["recall@10"], abs=1e-4)
     assert record["inputs"]["test_subset_items"]
 
     (tmp_path / "unknown.txt").write_text("not-an-item\n")

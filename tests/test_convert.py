@@ -6,11 +6,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 import recbole_qbert  # noqa: F401  (numpy compatibility layer before RecBole is used)
 from dataset_prep.convert import main
 from fixtures.raw_data import (ITEM_FILE, S3REC_ITEMS, S3REC_NAMES, UNISREC_ITEMS, UNISREC_SEQUENCES,
-                               UNISREC_USERS, review_lines, write_mcauley, write_s3rec, write_unisrec)
+                               UNISREC_USERS, review_lines, write_mcauley, write_p5, write_s3rec,
+                               write_unisrec)
 from recbole_qbert.convert.atomic_writer import write_dataset
 from recbole_qbert.convert.kcore import kcore_filter
 from recbole_qbert.convert.mcauley import convert_mcauley
@@ -39,10 +41,15 @@ def converted(out: Path, name: str):
 
 
 def assert_clean_output(out: Path, name: str) -> None:
-    """Three files, no temp files, and the item file holds exactly the items of the interactions."""
+    """Four files, no temp files, the item file holds exactly the items of the interactions, and the
+    dataset's YAML loads every column written."""
     inter, items, _ = converted(out, name)
     assert sorted(p.name for p in (out / name).iterdir()) == sorted(
-        f"{name}.{suffix}" for suffix in ("inter", "item", "meta.json"))
+        f"{name}.{suffix}" for suffix in ("inter", "item", "yaml", "meta.json"))
+    settings = yaml.safe_load((out / name / f"{name}.yaml").read_text())
+    assert settings["load_col"] == {"inter": list(inter.columns), "item": list(items.columns)}
+    assert (settings["USER_ID_FIELD"], settings["ITEM_ID_FIELD"], settings["TIME_FIELD"]) == \
+        ("user_id", "item_id", "timestamp")
     assert not list(out.rglob("*.tmp"))
     assert set(items["item_id"]) == set(inter["item_id"])
     assert items["item_id"].is_unique
@@ -213,6 +220,48 @@ def test_s3rec_unverifiable_attribute_names_become_opaque_tokens(tmp_path):
     assert dict(zip(ds.items["item_id"], ds.items["attributes"]))["B00000CCC3"] == "attr1 attr2 attr3"
 
 
+def test_p5_layout_without_attributes(tmp_path, capsys):
+    """P5: sequential_data.txt, id maps only, negative_samples.txt beside it; no attributes field and no
+    note about attribute tokens."""
+    src = write_p5(tmp_path)
+    (src / "Amazon_Beauty.item").write_text(ITEM_FILE, encoding="utf-8")
+    assert main(["s3rec", "--src", str(src), "--name", "tiny", "--out", str(tmp_path / "out"),
+                 "--item-file", "Amazon_Beauty.item"]) == 0
+    printed = capsys.readouterr().out
+    assert "attributes: none (P5 layout)" in printed and "attr<id>" not in printed
+    assert_clean_output(tmp_path / "out", "tiny")
+    inter, items, meta = converted(tmp_path / "out", "tiny")
+    s3rec = convert_s3rec(write_s3rec(tmp_path), "tiny").inter
+    assert list(inter["item_id"]) == list(s3rec.sort_values(["user_id", "timestamp"], kind="stable")["item_id"])
+    assert "attributes" not in items.columns
+    assert items.set_index("item_id").loc["B00000AAA1", "title"] == "Crabtree & Evelyn Hand Cream"
+    assert {s["path"] for s in meta["sources"]} == {str(src / n) for n in (
+        "sequential_data.txt", "datamaps.json", "Amazon_Beauty.item")}
+
+
+def test_empty_attributes_file_says_nothing_about_attribute_tokens(tmp_path, capsys):
+    src = write_s3rec(tmp_path, with_item_file=False)
+    (src / "Beauty_item2attributes.json").write_text("{}")
+    assert main(["s3rec", "--src", str(src), "--name", "tiny", "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "attributes: none (Beauty_item2attributes.json is empty)" in printed
+    assert "unresolved" not in printed and "attr<id>" not in printed and "items_without_attributes" not in printed
+    _, items, _ = converted(tmp_path / "out", "tiny")
+    assert list(items.columns) == ["item_id"] and len(items) == len(S3REC_ITEMS)
+
+
+def test_p5_layout_needs_one_sequence_file(tmp_path):
+    src = write_p5(tmp_path)
+    (src / "other.txt").write_text("1 1\n")
+    with pytest.raises(QBertError, match=r"p5: no '\*_item2attributes.json' \(S3Rec layout\), so expected exactly "
+                                         r"one sequence file .* found 2 \(other.txt, sequential_data.txt\)"):
+        convert_s3rec(src, "tiny")
+    (src / "Other_item2attributes.json").write_text("{}")
+    (src / "More_item2attributes.json").write_text("{}")
+    with pytest.raises(QBertError, match=r"expected at most one '\*_item2attributes.json', found 2"):
+        convert_s3rec(src, "tiny")
+
+
 @pytest.mark.parametrize("lines, message", [
     (["1 1 2", "2 2 x 4"], r"Beauty.txt: line 2: id 'x' is not"),
     (["1 1 2", "2\t2 3"], r"Beauty.txt: line 2: id '2\\t2' is not"),
@@ -345,6 +394,53 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     assert err.startswith("error: ") and "Beauty.txt: line 2" in err and err.count("\n") == 1
     assert main(["shared", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "out")]) == 2
     assert "folder not found" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- converted data runs as it is
+
+CONVERTERS = {
+    "mcauley": lambda raw: convert_mcauley(*write_mcauley(raw, 2018, gz=False), "conv", kcore=2),
+    "s3rec": lambda raw: convert_s3rec(write_s3rec(raw), "conv", item_file="Amazon_Beauty.item"),
+    "p5": lambda raw: convert_s3rec(write_p5(raw), "conv"),
+    "unisrec": lambda raw: convert_unisrec(write_unisrec(raw), "conv"),
+}
+
+
+@pytest.mark.parametrize("converter", sorted(CONVERTERS))
+def test_recbole_baseline_runs_on_converted_data_without_settings(converter, tmp_path, in_tmp):
+    """The plain run_recbole.py command works on a converted dataset: load_col, field names and the rest
+    come from the YAML the converter wrote (only the tiny catalogue needs smaller cut-offs)."""
+    from recbole_qbert.runner import run
+
+    write_dataset(CONVERTERS[converter](tmp_path / "raw"), tmp_path / "atomic")
+    record = run("GRU4Rec", "conv", run_dir=tmp_path / "run", overrides={
+        "data_path": str(tmp_path / "atomic"), "epochs": 1, "topk": [2], "valid_metric": "NDCG@2",
+        "show_progress": False, "state": "WARNING"})
+    inter, items, _ = converted(tmp_path / "atomic", "conv")
+    assert record["data"]["interactions"] == len(inter)
+    assert record["config"]["load_col"]["item"] == list(items.columns)
+    assert set(record["test"]) == {"recall@2", "ndcg@2", "mrr@2"}
+
+
+def test_project_dataset_settings_win_over_the_converted_ones(tmp_path):
+    """properties/dataset/<name>.yaml is layered over the converter's YAML, so a shared dataset's config
+    (and the hash its leaderboard records are reused by) is the same with or without that file."""
+    from recbole_qbert.config import build_config
+    from recbole_qbert.model_registry import resolve_model
+
+    def beauty_config():
+        return build_config(resolve_model("SASRec"), "amazon-beauty", overrides={"data_path": str(tmp_path)})
+
+    before = beauty_config()
+    (tmp_path / "amazon-beauty").mkdir()
+    (tmp_path / "amazon-beauty" / "amazon-beauty.yaml").write_text(
+        "load_col:\n  inter: [user_id, item_id, timestamp]\n  item: [item_id]\nITEM_ID_FIELD: item_id\n")
+    after = beauty_config()
+    assert after["load_col"]["item"] == before["load_col"]["item"] != ["item_id"]
+    assert after.run_hash == before.run_hash
+    (tmp_path / "amazon-beauty" / "amazon-beauty.yaml").write_text("load_columns: [item_id]\n")
+    with pytest.raises(QBertError, match=r"amazon-beauty.yaml: unknown config key 'load_columns'"):
+        beauty_config()
 
 
 # ---------------------------------------------------------------- real shared data

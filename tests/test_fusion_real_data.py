@@ -1,14 +1,10 @@
 """Real-data smoke run of stage 1 on the Scientific multimodal subset (../shared/data): import the
 precomputed CLIP features, build the training co-occurrence graph, fuse for a few epochs, and check that
 co-purchase pairs unseen in training end up closer than random pairs."""
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-from recbole_qbert.convert.atomic_writer import write_dataset
-from recbole_qbert.convert.unisrec import convert_unisrec
 from recbole_qbert.features.image import import_unisrec
 from recbole_qbert.features.items import load_catalog
 from recbole_qbert.features.structural import graph_features
@@ -16,17 +12,14 @@ from recbole_qbert.fusion.train import train_fusion
 from recbole_qbert.stage_config import load_stage_config
 
 from dataset_prep.fuse import DEFAULTS
+from fixtures.scientific_clip import SCIENTIFIC, needs_scientific
 
-SCIENTIFIC = Path(__file__).resolve().parents[2] / "shared" / "data" / "amazon-scientific-2018-mm-subset"
-pytestmark = pytest.mark.skipif(not (SCIENTIFIC / "Scientific.feat3CLS").is_file(),
-                                reason=f"{SCIENTIFIC} not present")
+pytestmark = needs_scientific
 
 
 @pytest.fixture(scope="module")
-def scientific(tmp_path_factory):
-    root = tmp_path_factory.mktemp("atomic")
-    write_dataset(convert_unisrec(SCIENTIFIC, "amazon-scientific"), root)
-    return load_catalog("amazon-scientific", root)
+def scientific(scientific_data):
+    return load_catalog("amazon-scientific", scientific_data)
 
 
 def test_scientific_import_and_fusion_smoke(scientific):

@@ -74,12 +74,20 @@ def test_shapes_of_each_strategy():
     assert abs(rnd.float().mean().item() - 0.2) < 0.02
 
 
-def test_mixture_draws_one_strategy_per_sequence():
-    lengths = torch.full((3000,), 10)
-    mix = MaskMixture({"tail": 1, "last": 1})
-    mask = mix(lengths, MAX_LEN, torch.Generator().manual_seed(0))
-    only_last = (mask.sum(1) == 1) & mask[:, 9]
-    assert 0.3 < only_last.float().mean().item() < 0.8  # last always, tail-1 a third of its half
+@pytest.mark.parametrize("weights", [{"tail": 1, "last": 1}, {"tail": 1, "last": 3}])
+def test_mixture_draws_one_strategy_per_sequence_by_weight(weights):
+    """Every mask here is a tail of k = 1..3 items: 'last' gives k = 1, 'tail' each k with probability 1/3.
+    The shares of k must match within 4 binomial standard deviations."""
+    n = 4000
+    lengths = torch.full((n,), 10)
+    mask = MaskMixture(weights)(lengths, MAX_LEN, torch.Generator().manual_seed(0))
+    k = mask.sum(1)
+    positions = torch.arange(MAX_LEN)
+    assert torch.equal(mask, (positions >= 10 - k.unsqueeze(1)) & (positions < 10)), "a tail of the real items"
+    p_last = weights["last"] / sum(weights.values())
+    for size, expected in ((1, p_last + (1 - p_last) / 3), (2, (1 - p_last) / 3), (3, (1 - p_last) / 3)):
+        tolerance = 4 * (expected * (1 - expected) / n) ** 0.5
+        assert abs((k == size).float().mean().item() - expected) < tolerance, (size, expected)
 
 
 @pytest.mark.parametrize("make, message", [

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from fixtures.tiny import tiny_overrides, write_tiny_semantic_ids
+from fixtures.ranking import best_model, full_ranking_metrics
+from fixtures.tiny import build_tiny_model, tiny_overrides, write_tiny_semantic_ids
 from recbole_qbert.errors import QBertError
 from recbole_qbert.model.qbert4rec_dataset import last_row_per_user
 from recbole_qbert.runner import run
@@ -87,19 +88,21 @@ def test_two_process_distributed_training_on_gloo(tiny_data, sid_file, tmp_path,
     record = run("QBERT4Rec", "tiny", overrides=tiny_overrides(tiny_data, sid_file=str(sid_file), epochs=2),
                  run_dir=tmp_path / "ddp", nproc=2)
     assert record["distributed"] == {"world_size": 2, "backend": "gloo"}
-    assert record["epochs_trained"] == 2 and 0 <= record["test"]["ndcg@10"] <= 1
-    assert (tmp_path / "ddp" / "best.pth").is_file()
+    assert record["epochs_trained"] == 2
+    # the metrics gathered from both processes are those of the saved model over all 60 users
+    model, test = best_model("QBERT4Rec", "tiny", tiny_data, tmp_path / "ddp", sid_file=str(sid_file))
+    independent = full_ranking_metrics(model, test)
+    assert independent["users"] == 60
+    assert record["test"]["ndcg@10"] == pytest.approx(independent["ndcg@10"], abs=1e-4)
+    assert record["test"]["recall@10"] == pytest.approx(independent["recall@10"], abs=1e-4)
+    # its checkpoint loads in one process for recommendations
+    from recbole_qbert.recommend import Recommender
+
+    assert len(Recommender.from_run(tmp_path / "ddp").for_user("u1", k=3).items) == 3
 
 
 def test_length_buckets_give_the_same_hidden_states_as_full_padding(tiny_data, sid_file, tmp_path, in_tmp):
-    from recbole_qbert.config import build_config
-    from recbole_qbert.model.qbert4rec import QBERT4Rec
-    from recbole_qbert.runner import load_data
-
-    config = build_config(QBERT4Rec, "tiny", overrides=tiny_overrides(tiny_data, sid_file=str(sid_file)),
-                          own_model=True)
-    _, train, _, _ = load_data(config, QBERT4Rec)
-    model = QBERT4Rec(config, train._dataset).eval()
+    model, _ = build_tiny_model("QBERT4Rec", tiny_data, sid_file)
     g = torch.Generator().manual_seed(0)
     lengths = torch.randint(1, 52, (64,), generator=g)
     items = torch.randint(1, 31, (64, 51), generator=g) * (torch.arange(51) < lengths.unsqueeze(1))
@@ -108,3 +111,32 @@ def test_length_buckets_give_the_same_hidden_states_as_full_padding(tiny_data, s
         full, bucketed = model.forward(items, lengths, mask), model.encode(items, lengths, mask)
     real = torch.arange(51) < lengths.unsqueeze(1)
     assert torch.allclose(full[real], bucketed[real], atol=1e-5)
+
+
+def test_a_masked_item_is_hidden_from_the_model(tiny_data, sid_file, in_tmp):
+    """Changing the item at a masked position changes neither the hidden states nor the scores the
+    model predicts there; changing an unmasked item does (attention is bidirectional)."""
+    model, _ = build_tiny_model("QBERT4Rec", tiny_data, sid_file)
+    items = torch.tensor([[3, 4, 5, 6, 7, 8, 0]])
+    lengths = torch.tensor([6])
+    mask = torch.tensor([[False, True, False, False, True, False, False]])
+    masked_changed, unmasked_changed = items.clone(), items.clone()
+    masked_changed[0, [1, 4]] = torch.tensor([20, 21])
+    unmasked_changed[0, 5] = 22
+    with torch.no_grad():
+        base, masked, unmasked = (model.encode(x, lengths, mask) for x in (items, masked_changed, unmasked_changed))
+        assert torch.allclose(base, masked, atol=1e-6)
+        assert torch.allclose(model.catalogue_scores(base[mask]), model.catalogue_scores(masked[mask]), atol=1e-6)
+        assert not torch.allclose(base[mask], unmasked[mask], atol=1e-4)
+
+
+def test_finetuning_scores_the_last_position_as_full_sort_predict_does(tiny_data, sid_file, in_tmp):
+    """In fine-tuning (mask the slot after the history) the training loss of each user is the
+    cross-entropy of ``full_sort_predict``'s scores at the training target: train and inference agree."""
+    model, train = build_tiny_model("QBERT4Rec", tiny_data, sid_file, train_stage="finetune")
+    batch = next(iter(train))
+    with torch.no_grad():
+        scores = model.full_sort_predict(batch)
+        expected = torch.nn.functional.cross_entropy(scores, batch["item_id"], reduction="none")
+        losses = torch.stack([model.calculate_loss(batch[[b]]) for b in range(len(batch))])
+    assert len(batch) == 60 and torch.allclose(losses, expected, atol=1e-5)

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from fixtures.tiny import tiny_overrides
+from fixtures.tiny import build_tiny_model, tiny_overrides
 from recbole_qbert.errors import QBertError
 from recbole_qbert.runner import run
 
@@ -13,15 +13,7 @@ def qsasrec(tiny_data, sid_file, run_dir, **extra):
 
 
 def build(tiny_data, sid_file, **extra):
-    """An untrained QSASRec in eval mode (no dropout) and its training loader."""
-    from recbole_qbert.config import build_config
-    from recbole_qbert.model.qsasrec import QSASRec
-    from recbole_qbert.runner import load_data
-
-    config = build_config(QSASRec, "tiny", overrides=tiny_overrides(tiny_data, sid_file=str(sid_file), **extra),
-                          own_model=True)
-    _, train, _, _ = load_data(config, QSASRec)
-    return QSASRec(config, train._dataset).eval(), train
+    return build_tiny_model("QSASRec", tiny_data, sid_file, **extra)
 
 
 def test_trains_on_whole_histories_and_learns_the_walk(tiny_data, sid_file, tmp_path, in_tmp, one_torch_thread):

@@ -2,8 +2,10 @@
 
 Layout: ``<out>/<name>/<name>.inter`` (``user_id:token  item_id:token  timestamp:float``, rows sorted
 by user then time), ``<name>.item`` (``item_id:token`` plus the converter's item fields, exactly the
-items of ``.inter``) and ``<name>.meta.json`` (sources with sha256, converter and arguments,
-statistics, data notes, sha256 of the two atomic files).
+items of ``.inter``), ``<name>.yaml`` (the RecBole settings that read these files: field names and
+``load_col`` for every column written; ``run_recbole.py`` layers it under ``properties/dataset/<name>.yaml``)
+and ``<name>.meta.json`` (sources with sha256, converter and arguments, statistics, data notes, sha256 of
+the files above).
 
 Files are tab-separated with CSV double-quote quoting (a value holding ``"`` is written quoted, with
 the quote doubled), which is how RecBole's ``pandas.read_csv`` reads them back; the converters strip
@@ -16,12 +18,13 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 import pandas as pd
+import yaml
 
 from recbole_qbert import __version__
 from recbole_qbert.convert.dataset import ITEM_FIELD_TYPES, ConvertedDataset
 from recbole_qbert.convert.stats import dataset_stats, published_check, verify_published
 from recbole_qbert.errors import QBertError
-from recbole_qbert.safe_io import PathLike, atomic_open, sha256_file, write_json
+from recbole_qbert.safe_io import PathLike, atomic_open, sha256_file, write_json, write_text
 
 INTER_FIELDS = {"user_id": "token", "item_id": "token", "timestamp": "float"}
 
@@ -53,6 +56,30 @@ def _write_table(path: Path, frame: pd.DataFrame, fields: Dict[str, str]) -> Non
                      columns=list(fields), lineterminator="\n", quoting=csv.QUOTE_MINIMAL, na_rep="")
 
 
+def _flow(values: List[str]) -> str:
+    return yaml.safe_dump(values, default_flow_style=True, width=10**6).strip()
+
+
+def _write_config(path: Path, ds: ConvertedDataset, fields: Dict[str, Dict[str, str]]) -> None:
+    """RecBole's settings for the files just written. Without ``load_col`` RecBole loads only user and
+    item ids, and the time-ordered split fails on the missing timestamp."""
+    width = 32  # comments aligned as in properties/
+    user, item, time = INTER_FIELDS
+    lines = [
+        f"# RecBole settings of the atomic files beside this one, written with them by dataset_prep.convert "
+        f"({ds.converter}).",
+        "# run_recbole.py loads it after properties/overall.yaml; properties/dataset/<name>.yaml, "
+        "--config_files and --key=value win.",
+        *(f"{key}: {column}".ljust(width) + f"# (str) Field name of {what}."
+          for key, column, what in (("USER_ID_FIELD", user, "user ID feature"),
+                                    ("ITEM_ID_FIELD", item, "item ID feature"),
+                                    ("TIME_FIELD", time, "timestamp feature"))),
+        "load_col:".ljust(width) + "# (dict) Columns to load per atomic file: every column written.",
+        *(f"  {kind}: {_flow(list(columns))}" for kind, columns in fields.items()),
+    ]
+    write_text(path, "\n".join(lines) + "\n")
+
+
 def write_dataset(ds: ConvertedDataset, out_root: PathLike, check: bool = True) -> Dict[str, object]:
     """Check ``ds``, write its files under ``out_root/ds.name/`` and return its metadata record.
 
@@ -64,10 +91,12 @@ def write_dataset(ds: ConvertedDataset, out_root: PathLike, check: bool = True) 
     published = verify_published(ds.name, stats) if check else published_check(ds.name, stats)
 
     folder = Path(out_root) / ds.name
-    files = {"inter": folder / f"{ds.name}.inter", "item": folder / f"{ds.name}.item"}
+    files = {"inter": folder / f"{ds.name}.inter", "item": folder / f"{ds.name}.item",
+             "config": folder / f"{ds.name}.yaml"}
     item_fields = {"item_id": "token", **ds.item_fields}
     _write_table(files["inter"], inter, INTER_FIELDS)
     _write_table(files["item"], items, item_fields)
+    _write_config(files["config"], ds, {"inter": INTER_FIELDS, "item": item_fields})
     meta = {
         "name": ds.name,
         "converter": ds.converter,

@@ -1,9 +1,8 @@
 """Reading raw input files with one-line :class:`QBertError` messages instead of tracebacks."""
-import csv
 import gzip
 import json
 from pathlib import Path
-from typing import IO, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import IO, Iterator, List, Optional, Tuple
 
 from recbole_qbert.errors import QBertError
 from recbole_qbert.safe_io import PathLike
@@ -78,32 +77,6 @@ def read_tsv(path: PathLike, n_fields: int, header: Optional[List[str]] = None
             raise QBertError(f"{path}: line {lineno}: expected {n_fields} tab-separated fields, "
                              f"found {len(fields)}")
         yield lineno, fields
-
-
-def read_quoted_atomic(path: PathLike, required: Sequence[str]) -> Iterator[Tuple[int, Dict[str, str]]]:
-    """``(line number, {field name: value})`` of a RecBole atomic file written with CSV double-quote quoting.
-
-    The header's ``name:type`` columns are keyed by name and must include ``required``. Quoted values
-    may hold tabs and newlines, so a record can span lines; its line number is the one it ends on.
-    """
-    try:
-        with open_text(path) as f:
-            reader = csv.reader(f, delimiter="\t", quotechar='"', strict=True)
-            header = [column.partition(":")[0] for column in next(reader, [])]
-            missing = [c for c in required if c not in header]
-            if missing:
-                raise QBertError(f"{path}: line 1: header lacks columns {missing}")
-            for fields in reader:
-                if not fields:
-                    continue
-                if len(fields) != len(header):
-                    raise QBertError(f"{path}: line {reader.line_num}: expected {len(header)} "
-                                     f"tab-separated fields, found {len(fields)}")
-                yield reader.line_num, dict(zip(header, fields))
-    except csv.Error as e:
-        raise QBertError(f"{path}: line {reader.line_num}: {e}") from None
-    except UnicodeDecodeError as e:
-        raise QBertError(f"{path}: not UTF-8 text ({e.reason})") from None
 
 
 def parse_int(value: str, path: PathLike, lineno: int, what: str, hint: str = "") -> int:

@@ -1,34 +1,41 @@
 """The S3Rec/P5 format: ``<Prefix>.txt`` sequences, ``datamaps.json`` and ``<Prefix>_item2attributes.json``.
 
-``<Prefix>.txt`` has one line per user, ``uid iid1 iid2 ...`` with single spaces and integer ids in
-chronological order (no timestamps: timestamps are the ordinal positions 0, 1, 2, ...). Users and
-items are written under their original reviewerID / ASIN from ``datamaps.json``.
+Two layouts: S3Rec's, where the one ``<Prefix>_item2attributes.json`` names the sequence file
+``<Prefix>.txt``; and P5's, without attributes, where the sequence file is the folder's one ``*.txt``
+other than ``negative_samples.txt`` (P5 calls it ``sequential_data.txt``) and ``datamaps.json`` needs
+only ``id2user`` and ``id2item``. The sequence file has one line per user, ``uid iid1 iid2 ...`` with
+single spaces and integer ids in chronological order (no timestamps: timestamps are the ordinal positions
+0, 1, 2, ...). Users and items are written under their original reviewerID / ASIN from ``datamaps.json``.
 
 Item fields:
 
-* ``attributes`` (token_seq): S3Rec's brand-and-category attributes of each item. S3Rec's own
-  attribute ids are *not* ``datamaps.json``'s: datamaps numbers every brand and category name by first
-  occurrence, S3Rec numbered them in the same order after dropping the rare ones. The names are taken
-  from datamaps only when some count threshold reproduces S3Rec's per-attribute counts exactly (it
-  does for Beauty, threshold 5); otherwise the attributes are written as opaque tokens ``attr<id>``
-  (Sports). Brands and categories share one id space in S3Rec, so they are not told apart here.
+* ``attributes`` (token_seq), when there are any (not in the P5 layout): S3Rec's brand-and-category
+  attributes of each item. S3Rec's own attribute ids are *not* ``datamaps.json``'s: datamaps numbers
+  every brand and category name by first occurrence, S3Rec numbered them in the same order after dropping
+  the rare ones. The names are taken from datamaps only when some count threshold reproduces S3Rec's
+  per-attribute counts exactly (it does for Beauty, threshold 5); otherwise the attributes are written as
+  opaque tokens ``attr<id>`` (Sports). Brands and categories share one id space in S3Rec, so they are not
+  told apart here.
 * With an item file (``Amazon_Beauty.item``, a RecBole item file keyed by ASIN with CSV quoting):
   ``title``, ``categories`` (token_seq), ``brand``, ``sales_rank``, ``price``.
 """
 from collections import Counter
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import pandas as pd
 
 from recbole_qbert.convert.dataset import ConvertedDataset, ordinal_inter
-from recbole_qbert.convert.inputs import load_json, numbered_lines, parse_int, read_quoted_atomic, require_file
+from recbole_qbert.convert.inputs import load_json, numbered_lines, parse_int, require_file
 from recbole_qbert.convert.text import category_tokens, clean_text, parse_quoted_list
+from recbole_qbert.data.atomic_files import read_quoted_atomic
 from recbole_qbert.errors import QBertError
 from recbole_qbert.safe_io import PathLike
 
 _ATTRIBUTES_SUFFIX = "_item2attributes.json"
+# P5 files in the sequence file's line format that are not sequences (99 sampled negatives per user)
+_NOT_SEQUENCES = {"negative_samples.txt"}
 # columns taken from the item file (same names in our output) -> RecBole type
 _ITEM_FILE_FIELDS = {
     "title": "token_seq",
@@ -39,13 +46,21 @@ _ITEM_FILE_FIELDS = {
 }
 
 
-def _prefix(src: Path) -> str:
+def _layout(src: Path) -> Tuple[Path, Optional[Path]]:
+    """The sequence file and the attributes file (None in the P5 layout); see the module doc."""
     if not src.is_dir():
         raise QBertError(f"{src}: folder not found")
-    found = sorted(p.name[: -len(_ATTRIBUTES_SUFFIX)] for p in src.glob(f"*{_ATTRIBUTES_SUFFIX}"))
+    attributes = sorted(src.glob(f"*{_ATTRIBUTES_SUFFIX}"))
+    if len(attributes) > 1:
+        raise QBertError(f"{src}: expected at most one '*{_ATTRIBUTES_SUFFIX}', found {len(attributes)}")
+    if attributes:
+        return require_file(src / f"{attributes[0].name[: -len(_ATTRIBUTES_SUFFIX)]}.txt"), attributes[0]
+    found = sorted(p for p in src.glob("*.txt") if p.name not in _NOT_SEQUENCES)
     if len(found) != 1:
-        raise QBertError(f"{src}: expected exactly one '*{_ATTRIBUTES_SUFFIX}', found {len(found)}")
-    return found[0]
+        listed = f" ({', '.join(p.name for p in found)})" if found else ""
+        raise QBertError(f"{src}: no '*{_ATTRIBUTES_SUFFIX}' (S3Rec layout), so expected exactly one sequence "
+                         f"file '*.txt' (P5 layout, e.g. sequential_data.txt), found {len(found)}{listed}")
+    return found[0], None
 
 
 def _id_map(datamaps: dict, key: str, path: Path) -> Dict[str, str]:
@@ -132,29 +147,29 @@ def _read_item_file(path: Path) -> pd.DataFrame:
 def convert_s3rec(src: PathLike, name: str, item_file: Optional[PathLike] = None) -> ConvertedDataset:
     """Convert an S3Rec/P5 folder; ``item_file`` (relative to ``src`` or absolute) adds text fields."""
     src = Path(src)
-    prefix = _prefix(src)
-    seq_path, maps_path = require_file(src / f"{prefix}.txt"), require_file(src / "datamaps.json")
-    attr_path = src / f"{prefix}{_ATTRIBUTES_SUFFIX}"
+    seq_path, attr_path = _layout(src)
+    maps_path = require_file(src / "datamaps.json")
     datamaps = load_json(maps_path)
     id2user, id2item = _id_map(datamaps, "id2user", maps_path), _id_map(datamaps, "id2item", maps_path)
     sequences = _read_sequences(seq_path, id2user, id2item)
     inter = ordinal_inter(sequences)
-
-    item_attrs = _read_item_attributes(attr_path, id2item)
-    names = _attribute_names(item_attrs, datamaps)
-    items = pd.DataFrame({
-        "item_id": [id2item[iid] for iid in item_attrs],
-        "attributes": [category_tokens(names.get(a, "") if names else f"attr{a}" for a in attrs)
-                       for attrs in item_attrs.values()],
-    })
-    item_fields = {"attributes": "token_seq"}
     used = set(inter["item_id"])
-    notes: Dict[str, object] = {
-        "attribute_names": "from datamaps.json (verified)" if names else "unresolved: opaque attr<id> tokens",
-        "items_without_attributes": len(used - set(items["item_id"])),
-        "repeated_user_item_pairs": int(inter.duplicated(["user_id", "item_id"]).sum()),
-    }
-    sources = [seq_path, maps_path, attr_path]
+
+    item_attrs = _read_item_attributes(attr_path, id2item) if attr_path is not None else {}
+    items = pd.DataFrame({"item_id": [id2item[iid] for iid in item_attrs]}, dtype=object)
+    item_fields: Dict[str, str] = {}
+    notes: Dict[str, object] = {}
+    if item_attrs:
+        names = _attribute_names(item_attrs, datamaps)
+        items["attributes"] = [category_tokens(names.get(a, "") if names else f"attr{a}" for a in attrs)
+                               for attrs in item_attrs.values()]
+        item_fields["attributes"] = "token_seq"
+        notes["attribute_names"] = "from datamaps.json (verified)" if names else "unresolved: opaque attr<id> tokens"
+        notes["items_without_attributes"] = len(used - set(items["item_id"]))
+    else:
+        notes["attributes"] = f"none ({attr_path.name} is empty)" if attr_path else "none (P5 layout)"
+    notes["repeated_user_item_pairs"] = int(inter.duplicated(["user_id", "item_id"]).sum())
+    sources = [seq_path, maps_path] + ([attr_path] if attr_path else [])
 
     if item_file is not None:
         item_path = require_file(src / item_file)

@@ -1,10 +1,11 @@
 """A cold-start variant of a dataset: some items are held out of training entirely.
 
 Held-out items are drawn among the items that end at least one user's history, and every interaction
-with them is removed except when it is the user's last one. Under leave-one-out (last item = test,
-the one before = validation, the rest = training) a held-out item therefore never appears in training
-or validation, in any position, but is the test target of some users. Every item and user stays in the
-dataset, so item ids, features and the evaluation over the whole catalogue are unchanged.
+with them is removed except when it is the user's last one. Under the protocol's leave-one-out split
+(:mod:`recbole_qbert.data.split`: last item = test, the one before = validation, the rest = training) a
+held-out item therefore never appears in training or validation, in any position, but is the test
+target of some users. Every item and user stays in the dataset, so item ids, features and the
+evaluation over the whole catalogue are unchanged.
 
 Models that represent items by content (QBERT4Rec on codes only, with the held-out items' codes given
 by a quantizer that never saw them: ``holdout_items`` in properties/quantize.yaml) can rank them; ID
@@ -16,8 +17,9 @@ from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
-import pandas as pd
 
+from recbole_qbert.data.atomic_files import read_interactions
+from recbole_qbert.data.split import rows_by_user
 from recbole_qbert.errors import QBertError
 from recbole_qbert.safe_io import atomic_open, write_json
 
@@ -35,33 +37,20 @@ def read_item_list(path) -> List[str]:
     return tokens
 
 
-def _read_inter(path: Path):
-    with open(path, encoding="utf-8") as f:
-        header = f.readline().rstrip("\n").split("\t")
-    names = [h.split(":")[0] for h in header]
-    for needed in ("user_id", "item_id", "timestamp"):
-        if needed not in names:
-            raise QBertError(f"{path}: no '{needed}' column (header {header})")
-    frame = pd.read_csv(path, sep="\t", header=0, names=names, dtype=str, keep_default_na=False)
-    return header, frame
-
-
 def make_cold_split(src: Path, out: Path, name: str, *, share: float, seed: int) -> Dict:
     """Write ``out/<name>/`` (the .inter without the held-out items' training interactions, the other
-    atomic files copied, ``cold_items.txt``) and return its statistics."""
+    atomic files and the converter's YAML copied, ``cold_items.txt``) and return its statistics."""
     if not 0 < share < 1:
         raise QBertError(f"share of held-out items must be in (0, 1), got {share}")
     stem = src.name
     inter_path = src / f"{stem}.inter"
     if not inter_path.is_file():
         raise QBertError(f"{inter_path}: not found")
-    header, frame = _read_inter(inter_path)
-    times = pd.to_numeric(frame["timestamp"], errors="coerce")
-    if times.isna().any():
-        raise QBertError(f"{inter_path}: non-numeric timestamp on line {int(times.isna().values.argmax()) + 2}")
-    # the user's order as RecBole's split sees it: by time, stable, so ties keep the file order
-    order = np.lexsort((np.arange(len(frame)), times.to_numpy(), frame["user_id"].to_numpy()))
-    frame = frame.iloc[order].reset_index(drop=True)
+    inter = read_interactions(inter_path, require_time=True)
+    users, groups = rows_by_user(inter.users, inter.times)
+    # by user token, each user's rows in the split's time order (ties keep the file order)
+    order = np.concatenate([groups[k] for k in np.argsort(users, kind="stable")])
+    frame = inter.frame.iloc[order].reset_index(drop=True)
     last = ~frame["user_id"].duplicated(keep="last").to_numpy()
     items = np.unique(frame["item_id"].to_numpy())
     candidates = np.unique(frame["item_id"].to_numpy()[last])
@@ -76,12 +65,12 @@ def make_cold_split(src: Path, out: Path, name: str, *, share: float, seed: int)
     folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
     for path in sorted(src.iterdir()):
-        if path.is_file() and path.suffix in (".item", ".user"):
+        if path.is_file() and path.suffix in (".item", ".user", ".yaml"):
             shutil.copyfile(path, folder / f"{name}{path.suffix}")
     with atomic_open(folder / COLD_ITEMS_FILE, "w", encoding="utf-8") as f:
         f.write("\n".join(cold.tolist()) + "\n")
     with atomic_open(folder / f"{name}.inter", "w", encoding="utf-8") as f:
-        f.write("\t".join(header) + "\n")
+        f.write("\t".join(f"{k}:{v}" for k, v in inter.header.items()) + "\n")
         kept.to_csv(f, sep="\t", header=False, index=False)
     lengths = kept.groupby("user_id").size()
     stats = {"source": str(src), "share": share, "seed": seed, "items": int(len(items)), "cold_items": n_cold,

@@ -1,7 +1,7 @@
 """Structural features, from TRAINING interactions and categorical item attributes only.
 
 * ``graph``: an item co-occurrence graph over each user's training sequence (the sequence without its
-  last two items, see :mod:`recbole_qbert.features.items`): items ``k <= window`` apart are linked,
+  last two items, see :mod:`recbole_qbert.data.split`): items ``k <= window`` apart are linked,
   weighted ``1/k``. Its positive PMI matrix (context counts smoothed by ``^0.75``) is factorised by a
   truncated SVD (scipy, fixed start vector: deterministic); an item's vector is ``U_i * sqrt(S)``. Items
   without any training co-occurrence are marked not present.
