@@ -229,7 +229,9 @@ def build_config(model_class, dataset: str, config_files: Sequence = (),
     overrides["data_path"] = resolve_data_path(str(merged.get("data_path", "build/atomic/")))
     converted = Path(overrides["data_path"]) / dataset / f"{dataset}.yaml"  # the converter's field settings
     if converted.is_file():
-        check_keys(load_yaml(converted), str(converted), known)
+        content = load_yaml(converted)
+        check_keys(content, str(converted), known)
+        check_values(content, declared, str(converted))
         files.insert(1, converted)
 
     argv, sys.argv = sys.argv, sys.argv[:1]

@@ -154,9 +154,10 @@ def run(model: str, dataset: str, config_files: Sequence = (), overrides: Option
     """Train ``model`` on ``dataset``, test the best validation epoch, and return the result record.
 
     ``run_dir`` is locked while the run works in it (a second writer is refused) and receives
-    ``best.pth``, ``last.pth``, ``run.log`` and (unless ``record_path`` says otherwise) ``record.json``. With ``resume``, training continues from ``run_dir/last.pth``. With
-    ``nproc > 1``, that many processes train together through torch.distributed (NCCL on GPUs, gloo on
-    CPUs), each on its share of every batch, as RecBole's own distributed training does.
+    ``best.pth``, ``last.pth``, ``run.log`` and (unless ``record_path`` says otherwise) ``record.json``.
+    With ``resume``, training continues from ``run_dir/last.pth``. With ``nproc > 1``, that many
+    processes train together through torch.distributed (NCCL on GPUs, gloo on CPUs), each on its share
+    of every batch, as RecBole's own distributed training does.
     """
     run_dir = Path(run_dir) if run_dir else default_run_dir(model, dataset)
     with output_lock(run_dir, what="run"):

@@ -179,7 +179,8 @@ def test_two_pipelines_on_one_output(tmp_path):
     from recbole_qbert.pipeline import load_pipeline, run_pipeline
 
     out = tmp_path / "sid"
-    spec = {"name": "p", "dataset": "tiny", "steps": [{"name": "q", "run": ["quantize", "train"], "outputs": [str(out)]}]}
+    spec = {"name": "p", "dataset": "tiny",
+            "steps": [{"name": "q", "run": ["quantize", "train"], "outputs": [str(out)]}]}
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(spec))
     pipeline = load_pipeline(tmp_path / "p.yaml")
     pipeline.stamps, pipeline.report = tmp_path / "stamps", tmp_path / "report.json"
@@ -276,11 +277,13 @@ def test_terminated_pipeline_stops_its_step(tiny_data, tmp_path):
     run_dir = tmp_path / "run"
     args = [f"--{k}={v}" for k, v in tiny_overrides(tiny_data, epochs=500, stopping_step=500).items()]
     spec = {"name": "p", "dataset": "tiny", "steps": [{
-        "name": "train", "run": ["run_recbole", "--model=SASRec", "--dataset=tiny", f"--checkpoint_dir={run_dir}", *args],
+        "name": "train",
+        "run": ["run_recbole", "--model=SASRec", "--dataset=tiny", f"--checkpoint_dir={run_dir}", *args],
         "outputs": [str(run_dir)]}]}
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(spec))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", PIPELINE, str(tmp_path), str(tmp_path / "p.yaml"), "--no-leaderboard"],
+    proc = subprocess.Popen([sys.executable, "-c", PIPELINE, str(tmp_path), str(tmp_path / "p.yaml"),
+                             "--no-leaderboard"],
                             cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: (run_dir / "last.pth").is_file(), 120, "the step's first epoch")
     steps = children_of(proc.pid)
