@@ -27,7 +27,7 @@ def run_identity(spec: Spec, model: str, seed: int, config_file: Path):
 
 def plan_run(spec: Spec, model: str, seed: int, tag: str) -> Optional[List[str]]:
     """The command that (re)runs ``(model, seed)``, or None when its record is current."""
-    from recbole_qbert.trainer import load_checkpoint
+    from recbole_qbert.training.checkpoint import load_checkpoint
 
     run_dir = spec.run_dir(model, seed)
     run_dir.mkdir(parents=True, exist_ok=True)
