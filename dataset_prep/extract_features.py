@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extract(args, argv: List[str], cfg: dict, out: Path) -> None:
-    from recbole_qbert.features.items import load_catalog
+    from recbole_qbert.features.catalog import load_catalog
     from recbole_qbert.features.store import command_line
 
     start = time.perf_counter()

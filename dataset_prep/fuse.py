@@ -43,7 +43,7 @@ def extraction_summary(tables) -> dict:
 
 
 def _fuse(args, argv: List[str], cfg: dict, out: Path) -> None:
-    from recbole_qbert.features.items import load_catalog
+    from recbole_qbert.features.catalog import load_catalog
     from recbole_qbert.features.store import command_line, load_views
     from recbole_qbert.fusion.train import train_fusion
     from recbole_qbert.safe_io import write_json

@@ -51,8 +51,8 @@ MODULE_DEPENDENCIES = {
              "properties/fusion.yaml"],
     "quantize": ["dataset_prep/quantize.py", "recbole_qbert/quantize", "recbole_qbert/semantic_ids.py",
                  "properties/quantize.yaml"],
-    "run_recbole": ["run_recbole.py", "recbole_qbert/model", "recbole_qbert/masking.py",
-                    "recbole_qbert/trainer.py", "recbole_qbert/data", "properties/model", "properties/overall.yaml",
+    "run_recbole": ["run_recbole.py", "recbole_qbert/model", "recbole_qbert/trainer.py",
+                    "recbole_qbert/training", "recbole_qbert/data", "properties/model", "properties/overall.yaml",
                     "properties/qbert4rec"],
 }
 
@@ -83,7 +83,7 @@ class Pipeline:
 
 
 def atomic_folder(dataset: str) -> Path:
-    from recbole_qbert.quantize.items import dataset_folder
+    from recbole_qbert.data.atomic_files import dataset_folder
 
     return dataset_folder(dataset)
 

@@ -60,7 +60,8 @@ def load_data_and_model(model_file):
 
     from recbole_qbert.model_registry import resolve_model
     from recbole_qbert.runner import build_dataset
-    from recbole_qbert.trainer import load_checkpoint, make_trainer
+    from recbole_qbert.trainer import make_trainer
+    from recbole_qbert.training.checkpoint import load_checkpoint
 
     path = Path(model_file)
     state = load_checkpoint(path)

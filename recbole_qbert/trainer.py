@@ -1,94 +1,28 @@
 """RecBole trainers with safe checkpoints, resumable runs, budgets and per-epoch timing.
 
-RecBole 1.2.1 pickles its whole ``Config`` into checkpoints and reloads them with ``torch.load``, which
-torch >= 2.6 refuses by default and which would execute code from an untrusted file. The mixin here
-stores tensors and plain values only (the config as YAML text) and loads with ``weights_only=True``:
-
-* ``best.pth``: the model at the best validation epoch (what the test is evaluated on);
-* ``last.pth``: the model, optimizer and trainer state after the latest evaluated epoch, from which an
-  interrupted run resumes.
-
-It wraps whichever trainer RecBole picks for a model (:func:`make_trainer`), so RecBole's built-in
-models get the same behaviour as ours.
+:class:`SafeTrainerMixin` wraps whichever trainer RecBole picks for a model (:func:`make_trainer`), so
+RecBole's built-in models get the same behaviour as ours. Its parts live in :mod:`recbole_qbert.training`:
+the checkpoint format, saving, resume and random states in :mod:`~recbole_qbert.training.checkpoint`,
+budgets and the stop reason in :mod:`~recbole_qbert.training.budget`; this module keeps the per-epoch
+history and timing, and the names other code imports.
 """
-import random
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-import yaml
 from recbole.utils import get_trainer
 
-from recbole_qbert.config import plain_config
 from recbole_qbert.errors import QBertError
 from recbole_qbert.run_record import run_inputs
-from recbole_qbert.safe_io import atomic_path
+from recbole_qbert.training.budget import CLOCKS, BudgetedBatches, BudgetExhausted, BudgetMixin
+from recbole_qbert.training.checkpoint import (CHECKPOINT_FORMAT, CheckpointMixin, load_checkpoint, rng_states,
+                                               save_checkpoint, set_rng_states)
 
-# 2: last.pth holds every random state (torch, numpy, Python, the loader's shuffling) and models' extra state
-CHECKPOINT_FORMAT = 2
-
-
-class BudgetExhausted(Exception):
-    """Raised after an epoch once the run's wall-clock training budget is spent."""
+__all__ = ["CHECKPOINT_FORMAT", "CLOCKS", "BudgetExhausted", "BudgetedBatches", "SafeTrainerMixin", "load_checkpoint",
+           "make_trainer", "rng_states", "save_checkpoint", "set_rng_states"]
 
 
-def save_checkpoint(state: dict, path) -> None:
-    """``torch.save`` through a temporary file, so a crash never leaves half a checkpoint."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def load_checkpoint(path, map_location="cpu") -> dict:
-    """Load a checkpoint written by :func:`save_checkpoint`; never unpickles arbitrary objects."""
-    path = Path(path)
-    if not path.is_file():
-        raise QBertError(f"{path}: checkpoint not found")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch raises UnpicklingError, RuntimeError or EOFError depending on damage
-        raise QBertError(f"{path}: not a readable recbole-qbert checkpoint ({type(e).__name__}): damaged (e.g. cut "
-                         "short by a kill or a full disk) or not written by this package; delete it to start this "
-                         "run over") from None
-    if isinstance(state, dict) and isinstance(state.get("format"), int) and state["format"] < CHECKPOINT_FORMAT:
-        raise QBertError(f"{path}: checkpoint of an older recbole-qbert (format {state['format']}, this one "
-                         f"reads {CHECKPOINT_FORMAT}); rerun into a fresh checkpoint_dir")
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise QBertError(f"{path}: not a recbole-qbert checkpoint (RecBole's own pickled checkpoints "
-                         "are not loaded, since unpickling can run code)")
-    return state
-
-
-def rng_states(loader=None) -> dict:
-    """Every random state a training epoch draws from, as tensors and plain values (checkpoints are
-    loaded with ``weights_only``): torch's, numpy's, Python's and the shuffling of RecBole's ``loader``."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    version, py_state, gauss = random.getstate()
-    states = {"torch": torch.get_rng_state(),
-              "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                        "has_gauss": int(has_gauss), "cached": float(cached)},
-              "python": {"version": version, "state": list(py_state), "gauss": gauss}}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    if loader is not None and getattr(loader, "generator", None) is not None:
-        states["loader"] = loader.generator.get_state()
-    return states
-
-
-def set_rng_states(states: dict, loader=None) -> None:
-    """Restore what :func:`rng_states` saved."""
-    torch.set_rng_state(states["torch"])
-    n = states["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
-    p = states["python"]
-    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-    if "loader" in states and loader is not None and getattr(loader, "generator", None) is not None:
-        loader.generator.set_state(states["loader"])
-
-
-class SafeTrainerMixin:
+class SafeTrainerMixin(CheckpointMixin, BudgetMixin):
     """Checkpointing, resume, budget and timing on top of a RecBole trainer class."""
 
     def __init__(self, config, model):
@@ -123,107 +57,8 @@ class SafeTrainerMixin:
         self._train_loader = None  # its shuffling state goes into last.pth
         self._pending_rng = None  # random states of a resumed run, restored when training starts
 
-    # -- what a checkpoint holds --------------------------------------------------------------
-    def _meta(self) -> dict:
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "model": self.config["model"],
-            "dataset": self.config["dataset"],
-            "config_hash": self.config_hash,
-            "inputs": self.inputs,
-            "config_yaml": yaml.safe_dump(plain_config(self.config), sort_keys=True),
-        }
-
-    def _check_meta(self, state: dict, path) -> None:
-        for key in ("model", "dataset", "config_hash"):
-            mine = self.config_hash if key == "config_hash" else self.config[key]
-            if state.get(key) != mine:
-                raise QBertError(f"{path}: checkpoint was made for {key} {state.get(key)!r}, this run has "
-                                 f"{mine!r}; use a fresh checkpoint_dir or the original config")
-        if state.get("inputs") != self.inputs:
-            raise QBertError(f"{path}: the dataset or semantic-ID files changed since this checkpoint was made; "
-                             "use a fresh checkpoint_dir")
-
-    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
-        """Best model so far. RecBole calls this with ``epoch=-1`` when there is nothing left to train;
-        the best model of a resumed run must then stay as it is."""
-        if not self.config["single_spec"] and self.config["local_rank"] != 0:
-            return
-        path = Path(kwargs.pop("saved_model_file", self.saved_model_file))
-        if epoch < 0 and path.is_file():
-            return
-        save_checkpoint({**self._meta(), "epoch": epoch, "state_dict": self.model.state_dict(),
-                         "other_parameter": self.model.other_parameter()}, path)
-        if verbose:
-            self.logger.info(f"Saved best model: {path}")
-
-    def _save_last(self, epoch: int) -> None:
-        if not self.config["single_spec"] and self.config["local_rank"] != 0:
-            return
-        save_checkpoint({
-            **self._meta(),
-            "epoch": epoch,
-            "cur_step": self.cur_step,
-            "best_valid_score": float(self.best_valid_score),
-            "best_valid_result": {k: float(v) for k, v in (self.best_valid_result or {}).items()},
-            "best_epoch": -1 if self.best_epoch is None else self.best_epoch,
-            "history": self.history,
-            "train_seconds": self.train_seconds,
-            "stop_reason": self.stop_reason or "",
-            "state_dict": self.model.state_dict(),
-            "other_parameter": self.model.other_parameter(),
-            "optimizer": self.optimizer.state_dict(),
-            "rng": rng_states(self._train_loader),
-        }, self.last_checkpoint_file)
-
-    def resume_checkpoint(self, resume_file=None):
-        """Continue from ``last.pth`` (or ``resume_file``): model, optimizer, early-stopping state and
-        history. A run that stopped early, or whose time budget is spent, trains no further; one that
-        ran out of epochs continues if ``epochs`` is now larger."""
-        path = Path(resume_file or self.last_checkpoint_file)
-        state = load_checkpoint(path, map_location=self.device)
-        self._check_meta(state, path)
-        self.model.load_state_dict(state["state_dict"])
-        self.model.load_other_parameter(state.get("other_parameter"))
-        self.optimizer.load_state_dict(state["optimizer"])
-        self._pending_rng = state["rng"]
-        self.cur_step = state["cur_step"]
-        self.best_valid_score = state["best_valid_score"]
-        self.best_valid_result = state["best_valid_result"] or None
-        self.best_epoch = None if state["best_epoch"] < 0 else state["best_epoch"]
-        self.history = list(state["history"])
-        self.train_seconds = state["train_seconds"]
-        self.train_cpu_seconds = sum(h.get("train_cpu_s", 0.0) for h in self.history)
-        self.stop_reason = state["stop_reason"] or None
-        spent = self.train_budget_s is not None and self._spent() >= float(self.train_budget_s)
-        done = self.stop_reason == "early_stopping" or spent
-        self.start_epoch = self.epochs if done else state["epoch"] + 1
-        self.logger.info(f"Resumed from {path} at epoch {self.start_epoch}")
-
-    def load_best(self, model_file=None) -> None:
-        if not self.config["single_spec"]:
-            torch.distributed.barrier()  # rank 0 may still be writing best.pth
-        path = Path(model_file or self.saved_model_file)
-        state = load_checkpoint(path, map_location=self.device)
-        self._check_meta(state, path)
-        self.model.load_state_dict(state["state_dict"])
-        self.model.load_other_parameter(state.get("other_parameter"))
-        self.logger.info(f"Loaded model of epoch {state['epoch']} from {path}")
-
-    @torch.no_grad()
-    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
-        if load_best_model:
-            self.load_best(model_file)
-        return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
-
-    # -- timing and budget --------------------------------------------------------------------
-    def _progress(self, epoch_idx: int) -> float:
-        """Share of the run spent before ``epoch_idx``: by epochs or by time budget, whichever is further."""
-        share = epoch_idx / max(self.epochs, 1)
-        if self.train_budget_s:
-            share = max(share, self._spent() / float(self.train_budget_s))
-        return share
-
+    # RecBole's fit has no hook before an epoch's batches: timing, the budget's cut within the epoch, the
+    # random states of a resumed run and the model's progress hook need this override
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         self._train_loader = train_data
         if self._pending_rng is not None:
@@ -254,37 +89,13 @@ class SafeTrainerMixin:
         self.history.append(entry)
         return loss
 
+    # fit's callback gets the validation score only: the result and its seconds for the history come from here
     def _valid_epoch(self, valid_data, show_progress=False):
         start = time.perf_counter()
         score, result = super()._valid_epoch(valid_data, show_progress=show_progress)
         self.history[-1].update(valid_s=time.perf_counter() - start,
                                 valid={k: float(v) for k, v in result.items()})
         return score, result
-
-    def _end_of_evaluated_epoch(self, epoch_idx: int, valid_score: float) -> None:
-        if self.cur_step == 0:  # RecBole's early_stopping just reset it: this epoch is the best
-            self.best_epoch = epoch_idx
-        if self.cur_step > self.stopping_step:
-            self.stop_reason = "early_stopping"
-        elif epoch_idx + 1 >= self.epochs:
-            self.stop_reason = "epochs"
-        elif self.train_budget_s is not None and self._slowest_train_seconds() >= float(self.train_budget_s):
-            self.stop_reason = "budget"
-        self._save_last(epoch_idx)
-        if self.stop_reason == "budget":
-            raise BudgetExhausted
-
-    def _spent(self) -> float:
-        """Training seconds so far on the budget's clock."""
-        return self.train_cpu_seconds if self.budget_clock == "cpu" else self.train_seconds
-
-    def _slowest_train_seconds(self) -> float:
-        """Training seconds so far; in distributed runs the slowest rank's, so all ranks stop together."""
-        if self.config["single_spec"]:
-            return self._spent()
-        seconds = torch.tensor([self._spent()], dtype=torch.float64)
-        torch.distributed.all_reduce(seconds, op=torch.distributed.ReduceOp.MAX)
-        return float(seconds.item())
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False,
             callback_fn=None):
@@ -300,31 +111,6 @@ class SafeTrainerMixin:
             self.logger.info(f"Training budget of {self.train_budget_s}s ({self.budget_clock} clock) spent after "
                              f"{self.train_seconds:.1f}s ({self.train_cpu_seconds:.1f} CPU s) of training")
         return self.best_valid_score, self.best_valid_result
-
-
-# process_time counts this process's CPU seconds (all its threads): a budget on it is not shortened by
-# other jobs on the machine, which matters when leaderboard runs share the cores
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
-
-
-class BudgetedBatches:
-    """The batches of ``loader`` until ``clock()`` passes ``deadline``; at least one batch, so every
-    epoch has a loss."""
-
-    def __init__(self, loader, deadline: float, clock=time.perf_counter):
-        self.loader, self.deadline, self.clock = loader, deadline, clock
-        self.yielded, self.cut = 0, False
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self):
-        for batch in self.loader:
-            if self.yielded and self.clock() >= self.deadline:
-                self.cut = True
-                return
-            self.yielded += 1
-            yield batch
 
 
 def make_trainer(config, model):

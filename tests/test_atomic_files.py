@@ -5,7 +5,7 @@ from fixtures.stage1 import write_shop
 from recbole_qbert.config import PROJECT_ROOT
 from recbole_qbert.data.atomic_files import dataset_folder, read_dataset, read_interactions, read_items
 from recbole_qbert.errors import QBertError
-from recbole_qbert.quantize.items import item_table, item_tokens
+from recbole_qbert.quantize.dataset_items import item_table, item_tokens
 
 HEADER = "user_id:token\titem_id:token\ttimestamp:float\n"
 

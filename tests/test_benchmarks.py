@@ -66,7 +66,7 @@ def test_tuning_log_chooses_by_validation_only_per_family(tmp_path, monkeypatch)
     runs["A-h64"]["test"]["ndcg@10"] = 0.9  # a better test score must not change the choice
     for name, content in runs.items():
         (board / "records" / f"{name}-seed1.json").write_text(json.dumps(content))
-    monkeypatch.setattr("recbole_qbert.leaderboard.PROJECT_ROOT", tmp_path)
+    monkeypatch.setattr("recbole_qbert.leaderboard.spec.PROJECT_ROOT", tmp_path)
     tuning_log.main([str(spec), "--out", str(tmp_path / "log")])
     chosen = json.loads((tmp_path / "log.json").read_text())["chosen"]
     assert chosen == {"SASRec": "A-h128", 'SASRec {"n_layers": 1}': "B-h64"}

@@ -7,7 +7,7 @@ from fixtures.stage1 import write_shop
 from recbole_qbert.errors import QBertError
 from recbole_qbert.features.image import (extract_image_features, image_field, import_raw_features, load_open_clip,
                                           read_image)
-from recbole_qbert.features.items import load_catalog
+from recbole_qbert.features.catalog import load_catalog
 from recbole_qbert.stage_config import load_stage_config
 
 from dataset_prep.extract_features import DEFAULTS, main

@@ -5,7 +5,7 @@ import pytest
 
 from fixtures.stage1 import write_shop
 from recbole_qbert.errors import QBertError
-from recbole_qbert.features.items import load_catalog
+from recbole_qbert.features.catalog import load_catalog
 from recbole_qbert.features.structural import (attribute_features, cooccurrence, graph_features, ppmi,
                                                truncated_svd)
 

@@ -5,7 +5,7 @@ import pytest
 
 from fixtures.stage1 import write_shop
 from recbole_qbert.errors import QBertError
-from recbole_qbert.features.items import load_catalog
+from recbole_qbert.features.catalog import load_catalog
 from recbole_qbert.features.text import (choose_text_fields, encode_texts, extract_text_features, field_text,
                                          is_opaque, item_texts, load_encoder, resolve_encoder)
 from recbole_qbert.stage_config import load_stage_config

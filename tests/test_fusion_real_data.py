@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from recbole_qbert.features.image import import_unisrec
-from recbole_qbert.features.items import load_catalog
+from recbole_qbert.features.catalog import load_catalog
 from recbole_qbert.features.structural import graph_features
 from recbole_qbert.fusion.train import train_fusion
 from recbole_qbert.stage_config import load_stage_config

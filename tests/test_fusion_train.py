@@ -10,7 +10,7 @@ import torch
 
 from fixtures.stage1 import clustered_tables, random_tables, write_shop
 from recbole_qbert.errors import QBertError
-from recbole_qbert.features.items import ItemCatalog
+from recbole_qbert.features.catalog import ItemCatalog
 from recbole_qbert.features.table import FeatureTable
 from recbole_qbert.fusion.data import build_fusion_data, sample_neighbours
 from recbole_qbert.fusion.losses import info_nce

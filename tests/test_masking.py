@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from recbole_qbert.errors import QBertError
-from recbole_qbert.masking import MASKING_STRATEGIES, MaskMixture, build_strategy
+from recbole_qbert.model.masking import MASKING_STRATEGIES, MaskMixture, build_strategy
 
 MAX_LEN = 12
 

@@ -5,7 +5,7 @@ import torch
 from fixtures.ranking import best_model, full_ranking_metrics
 from fixtures.tiny import build_tiny_model, tiny_overrides, write_tiny_semantic_ids
 from recbole_qbert.errors import QBertError
-from recbole_qbert.model.qbert4rec_dataset import last_row_per_user
+from recbole_qbert.data.qbert4rec_dataset import last_row_per_user
 from recbole_qbert.runner import run
 
 import numpy as np

@@ -7,7 +7,7 @@ import pytest
 from fixtures.scientific_clip import needs_scientific
 from recbole_qbert.data.atomic_files import read_dataset
 from recbole_qbert.data.split import leave_one_out, rows_by_user
-from recbole_qbert.features.items import load_catalog
+from recbole_qbert.features.catalog import load_catalog
 
 
 def test_ties_in_time_keep_file_order_and_short_users_hold_out_less():

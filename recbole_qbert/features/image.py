@@ -22,7 +22,7 @@ import numpy as np
 
 from recbole_qbert.convert.inputs import parse_int, read_tsv
 from recbole_qbert.errors import QBertError
-from recbole_qbert.features.items import ItemCatalog
+from recbole_qbert.features.catalog import ItemCatalog
 from recbole_qbert.features.table import FeatureTable
 from recbole_qbert.safe_io import PathLike, sha256_file, sha256_json
 

@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Sequence
 
 from recbole_qbert import __version__
 from recbole_qbert.errors import QBertError
-from recbole_qbert.features.items import ItemCatalog
+from recbole_qbert.features.catalog import ItemCatalog
 from recbole_qbert.features.table import FeatureTable
 from recbole_qbert.run_record import peak_memory_mb
 from recbole_qbert.safe_io import PathLike

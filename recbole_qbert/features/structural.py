@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 
 from recbole_qbert.errors import QBertError
-from recbole_qbert.features.items import ItemCatalog
+from recbole_qbert.features.catalog import ItemCatalog
 from recbole_qbert.features.table import FeatureTable
 from recbole_qbert.safe_io import sha256_json
 

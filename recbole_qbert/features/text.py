@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from recbole_qbert.errors import QBertError
-from recbole_qbert.features.items import ItemCatalog
+from recbole_qbert.features.catalog import ItemCatalog
 from recbole_qbert.features.table import FeatureTable
 from recbole_qbert.safe_io import sha256_json
 

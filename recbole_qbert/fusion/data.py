@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recbole_qbert.features.items import ItemCatalog
+from recbole_qbert.features.catalog import ItemCatalog
 from recbole_qbert.features.structural import cooccurrence
 from recbole_qbert.features.table import FeatureTable
 

@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recbole_qbert.features.items import ItemCatalog
+from recbole_qbert.features.catalog import ItemCatalog
 
 
 def retrieval_accuracy(queries: np.ndarray, targets: np.ndarray, query_rows: np.ndarray,

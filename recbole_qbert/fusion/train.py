@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from recbole_qbert import __version__
 from recbole_qbert.errors import QBertError
-from recbole_qbert.features.items import ItemCatalog
+from recbole_qbert.features.catalog import ItemCatalog
 from recbole_qbert.run_record import peak_memory_mb
 from recbole_qbert.features.table import FeatureTable
 from recbole_qbert.fusion import evaluate

@@ -17,7 +17,7 @@ FREEZABLE = ("code_embeddings", "position_embedding", "trm_encoder")
 def load_pretrained(model, path, *, freeze: Iterable[str] = ()) -> None:
     """Copy the transferable weights of ``path`` (relative paths: from the working directory, else from
     the project root) into ``model`` and freeze the named parts."""
-    from recbole_qbert.trainer import load_checkpoint
+    from recbole_qbert.training.checkpoint import load_checkpoint
 
     freeze = list(freeze)
     unknown = [name for name in freeze if name not in FREEZABLE]

@@ -26,11 +26,11 @@ from recbole.utils import InputType
 from torch import nn
 
 from recbole_qbert.errors import QBertError
-from recbole_qbert.masking import MaskMixture, mask_generator
+from recbole_qbert.model.masking import MaskMixture, mask_generator
 from recbole_qbert.model.length_buckets import encode_by_length
 from recbole_qbert.model.prenorm import PreNormTransformer
 from recbole_qbert.model.pretrained import load_pretrained_from_config
-from recbole_qbert.model.qbert4rec_dataset import QBERT4RecDataset
+from recbole_qbert.data.qbert4rec_dataset import QBERT4RecDataset
 from recbole_qbert.model.semantic_items import SemanticItemsMixin
 
 

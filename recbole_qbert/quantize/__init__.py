@@ -7,6 +7,7 @@
 * :mod:`.train`: training loop, code assignment, quality figures;
 * :mod:`.collisions`: unique tuples (extra level or reassignment) and collision/prefix statistics;
 * :mod:`.checkpoint`: the trained quantizer as safetensors, for codes of new items;
+* :mod:`.dataset_items`: the item tokens and item table of a converted dataset, as the stage reads them;
 * :mod:`.settings`: the stage's settings (``properties/quantize.yaml``);
 * :mod:`.stage`: the whole stage (files and report); :mod:`.explain`: what the codes mean.
 """

@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from recbole_qbert.errors import QBertError
-from recbole_qbert.quantize.items import item_table
+from recbole_qbert.quantize.dataset_items import item_table
 from recbole_qbert.semantic_ids import SemanticIDs
 
 TITLE_FIELDS = ("title", "movie_title", "text")

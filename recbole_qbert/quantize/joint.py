@@ -22,7 +22,7 @@ from recbole_qbert.config import PROJECT_ROOT, shown_path
 from recbole_qbert.errors import QBertError
 from recbole_qbert.quantize.checkpoint import save_quantizer
 from recbole_qbert.quantize.collisions import collision_stats, prefix_stats, resolve
-from recbole_qbert.quantize.items import item_tokens
+from recbole_qbert.quantize.dataset_items import item_tokens
 from recbole_qbert.quantize.stage import features_paths, load_features, sid_meta
 from recbole_qbert.quantize.train import assign_codes, level_stats, reconstruction_stats, train_rqvae
 from recbole_qbert.safe_io import sha256_file, write_json

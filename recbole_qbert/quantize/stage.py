@@ -22,7 +22,7 @@ from recbole_qbert.errors import QBertError
 from recbole_qbert.features import FeatureTable
 from recbole_qbert.quantize.checkpoint import load_quantizer, save_quantizer
 from recbole_qbert.quantize.collisions import collision_stats, prefix_stats, resolve
-from recbole_qbert.quantize.items import item_tokens
+from recbole_qbert.quantize.dataset_items import item_tokens
 from recbole_qbert.quantize.train import (assign_codes, level_stats, reconstruction_stats, train_rqvae)
 from recbole_qbert.safe_io import sha256_file, sha256_json, write_json
 from recbole_qbert.semantic_ids import SemanticIDs, read_semantic_ids, resolve_sid_path, write_semantic_ids

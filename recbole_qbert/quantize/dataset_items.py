@@ -3,8 +3,7 @@ from typing import List, Optional
 
 import pandas as pd
 
-# pipeline.atomic_folder imports dataset_folder from here
-from recbole_qbert.data.atomic_files import dataset_folder, read_dataset  # noqa: F401
+from recbole_qbert.data.atomic_files import read_dataset
 
 
 def item_tokens(dataset: str, data_path: Optional[str] = None) -> List[str]:

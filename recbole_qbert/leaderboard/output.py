@@ -1,0 +1,187 @@
+"""What a leaderboard writes: ``leaderboard.md``, ``leaderboard.csv``, ``runs.csv``, ``leaderboard.png``
+and ``curves.png``."""
+import math
+from pathlib import Path
+from typing import Dict, List
+
+from recbole_qbert.errors import QBertError
+from recbole_qbert.leaderboard.aggregate import COST_KEYS, METRICS, SUBSET_METRICS, collect, converged, seen, summarise
+from recbole_qbert.leaderboard.spec import Spec
+from recbole_qbert.run_record import machine_summary
+from recbole_qbert.safe_io import atomic_open, write_text
+
+HEADLINE = ["ndcg@10", "recall@10"]
+
+
+def _fmt(mean: float, std: float) -> str:
+    return f"{mean:.4f}" if math.isnan(std) else f"{mean:.4f} ± {std:.4f}"
+
+
+def _metric_columns(rows: List[dict]) -> List[str]:
+    return METRICS + ["valid ndcg@10"] + [m for m in SUBSET_METRICS if all(m in r for r in rows)]
+
+
+def render_markdown(spec: Spec, rows: List[dict], by_model: Dict[str, List[dict]]) -> str:
+    metric_cols = _metric_columns(rows)
+    best = {m: max(r[m][0] for r in rows) for m in metric_cols}
+    head = ["Model", "runs"] + [m.replace("recall", "Recall").replace("ndcg", "NDCG").replace("mrr", "MRR")
+                                for m in metric_cols] + ["best epoch", "epochs", "s/epoch", "CPU s/epoch", "eval s", "eval CPU s", "peak MiB",
+                                                     "stopped by"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["model"], str(r["runs"])]
+        for m in metric_cols:
+            text = _fmt(*r[m])
+            cells.append(f"**{text}**" if r[m][0] == best[m] else text)
+        cells += [f"{r['best_epoch']:.1f}", f"{r['epochs_trained']:.1f}", f"{r['train_s_per_epoch']:.1f}",
+                  f"{r['train_cpu_s_per_epoch']:.1f}",
+                  f"{r['eval_s']:.1f}", f"{r['eval_cpu_s']:.1f}", f"{r['peak_rss_mb']:.0f}", r["stop"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    first = next(iter(by_model.values()))[0]
+    budget = first["budget"]
+    budget_text = (f"at most {budget['epochs']} epochs, early stopping after {budget['stopping_step']} "
+                   f"evaluations without gain" + (f", at most {budget['train_budget_s']} {'CPU ' if budget.get('train_budget_clock') == 'cpu' else ''}s of training per run"
+                                                  if budget["train_budget_s"] else ""))
+    machines = sorted({machine_summary(r["machine"]) for rs in by_model.values() for r in rs})
+    commits = sorted({r["git_commit"] for rs in by_model.values() for r in rs})
+    command_file = spec.out / "command.txt"
+    command = command_file.read_text(encoding="utf-8").strip() if command_file.is_file() else \
+        f"qbert-leaderboard {spec.source}"
+    return "\n".join([
+        f"# Leaderboard: {spec.dataset} ({spec.name})",
+        "",
+        f"Test metrics at the best validation epoch (NDCG@10), mean ± sample std over seeds "
+        f"{', '.join(map(str, spec.seeds))}; leave-one-out by time, full ranking over all "
+        f"{first['data']['items']} items, {first['data']['users']} users. Best mean per column in bold.",
+        "",
+        *lines,
+        "",
+        f"- Budget: {budget_text}.",
+        *([f"- **Not converged** (stopped by {', '.join(sorted({r['stop'] for r in rows if not converged(r)}))}): "
+           + ", ".join(f"{r['model']} ({r['epochs_trained']:.1f} epochs)" for r in rows if not converged(r))
+           + ". An efficiency view: it measures what each model reaches within the budget, not which is better."]
+          if any(not converged(r) for r in rows) else ["- Every run stopped by early stopping on validation NDCG@10."]),
+        *([f"- Subset columns: the {first['test_subset']['events']} test events whose target is one of the "
+           f"{first['test_subset']['items']} items of {first['test_subset']['items_file']}."]
+          if any(m in metric_cols for m in SUBSET_METRICS) else []),
+        f"- Machine: {'; '.join(machines)}. Commit: {', '.join(commits)}.",
+        f"- Reproduce: `{command}`",
+        "",
+    ])
+
+
+def render_csv(rows: List[dict]) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    metric_cols = _metric_columns(rows)
+    writer.writerow(["model", "runs"] + [f"{m}_{s}" for m in metric_cols for s in ("mean", "std")]
+                    + list(COST_KEYS) + ["peak_rss_mb", "stopped_by"])
+    for r in rows:
+        writer.writerow([r["model"], r["runs"]] + [f"{v:.6f}" for m in metric_cols for v in r[m]]
+                        + [f"{r[k]:.2f}" for k in COST_KEYS]
+                        + [f"{r['peak_rss_mb']:.0f}", r["stop"]])
+    return buf.getvalue()
+
+
+def render_runs_csv(by_model: Dict[str, List[dict]]) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["model", "seed", "config_hash"] + METRICS + ["valid_ndcg@10", "best_epoch", "epochs_trained",
+                                                                  "train_s_per_epoch", "eval_s", "eval_cpu_s",
+                                                                  "peak_rss_mb",
+                                                                  "stop_reason", "git_commit"])
+    for model, records in by_model.items():
+        for r in records:
+            writer.writerow([model, r["seed"], r["config_hash"]] + [r["test"][m] for m in METRICS]
+                            + [r["valid"].get("ndcg@10"), r["best_epoch"], r["epochs_trained"],
+                               r["train_s_per_epoch"], r["eval_s"], r.get("eval_cpu_s"), r["peak_memory"]["rss_mb"],
+                               r["stop_reason"], r["git_commit"]])
+    return buf.getvalue()
+
+
+def render_plot(spec: Spec, rows: List[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    x = np.arange(len(rows))
+    width = 0.8 / len(HEADLINE)
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.6 * len(rows) + 2), 4.0))
+    # a run cut short by a budget is not a verdict on its model: hatched, and its epochs under its name
+    hatches = ["" if converged(r) else "//" for r in rows]
+    for i, metric in enumerate(HEADLINE):
+        means = [r[metric][0] for r in rows]
+        stds = [0.0 if math.isnan(r[metric][1]) else r[metric][1] for r in rows]
+        ax.bar(x + (i - (len(HEADLINE) - 1) / 2) * width, means, width, yerr=stds, capsize=3, hatch=hatches,
+               edgecolor="black", linewidth=0.5, label=metric.replace("ndcg", "NDCG").replace("recall", "Recall"))
+    ax.set_xticks(x, [f"{r['model']}\n{r['epochs_trained']:.1f} epochs\n{r['stop']}" for r in rows], fontsize="small")
+    ax.set_ylabel("test, mean ± std over seeds")
+    unconverged = sum(1 for r in rows if not converged(r))
+    ax.set_title(f"{spec.dataset}: {spec.name}" + (
+        f"\nhatched: {unconverged} of {len(rows)} models stopped before convergence (efficiency view)"
+        if unconverged else "\nevery run trained to early stopping"), fontsize="medium")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
+    plt.close(fig)
+
+
+def render_curves(spec: Spec, by_model: Dict[str, List[dict]], path: Path) -> None:
+    """Validation NDCG@10 against training seconds (on the budget's clock), one line per run: how fast
+    each model learns under the same budget."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    clock = "cpu" if next(iter(by_model.values()))[0]["budget"].get("train_budget_clock") == "cpu" else "wall"
+    rows = {row["model"]: row for row in summarise(by_model)}
+    for i, (model, records) in enumerate(by_model.items()):
+        for j, r in enumerate(records):
+            spent, xs, ys = 0.0, [], []
+            for h in r["history"]:
+                spent += h.get("train_cpu_s" if clock == "cpu" else "train_s", 0.0)
+                if "valid" in h:
+                    xs.append(spent)
+                    ys.append(h["valid"].get("ndcg@10", float("nan")))
+            label = f"{model} ({seen(rows[model])})" if j == 0 else None
+            ax.plot(xs, ys, marker=".", color=colors[i % len(colors)], alpha=0.8, label=label,
+                    linestyle="-" if converged(rows[model]) else "--")
+    ax.set_xlabel(f"training seconds ({'CPU' if clock == 'cpu' else 'wall clock'})")
+    ax.set_ylabel("validation NDCG@10")
+    ax.set_title(f"{spec.dataset}: {spec.name}, one line per seed (dashed: stopped before convergence)",
+                 fontsize="medium")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
+    plt.close(fig)
+
+
+def render(spec: Spec) -> List[Path]:
+    """Write ``leaderboard.md``, ``leaderboard.csv``, ``runs.csv``, ``leaderboard.png`` and
+    ``curves.png`` (validation curves) into ``spec.out``."""
+    by_model = collect(spec)
+    if not by_model:
+        raise QBertError(f"{spec.out / 'records'}: no finished runs to render yet")
+    rows = summarise(by_model)
+    paths = [spec.out / "leaderboard.md", spec.out / "leaderboard.csv", spec.out / "runs.csv",
+             spec.out / "leaderboard.png"]
+    write_text(paths[0], render_markdown(spec, rows, by_model))
+    write_text(paths[1], render_csv(rows))
+    write_text(paths[2], render_runs_csv(by_model))
+    render_plot(spec, rows, paths[3])
+    paths.append(spec.out / "curves.png")
+    render_curves(spec, by_model, paths[4])
+    return paths

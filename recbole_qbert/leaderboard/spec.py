@@ -1,0 +1,113 @@
+"""A leaderboard spec: the dataset, models, seeds and shared config; where each run's record,
+checkpoints and config go."""
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from recbole_qbert.config import PROJECT_ROOT, load_spec_yaml
+from recbole_qbert.errors import QBertError
+from recbole_qbert.run_record import command_line
+
+SPEC_KEYS = {"name": "str", "dataset": "str", "extends": "str", "models": "list", "seeds": "list[int]",
+             "config_files": "list[str]|None", "config": "dict|None", "model_config": "dict|None"}
+
+
+@dataclass
+class Spec:
+    name: str
+    dataset: str
+    models: List[str]
+    seeds: List[int]
+    out: Path
+    config_files: List[str] = field(default_factory=list)
+    config: Dict = field(default_factory=dict)
+    model_config: Dict[str, Dict] = field(default_factory=dict)
+    model_class: Dict[str, str] = field(default_factory=dict)  # row name -> RecBole/own model, for variants
+    source: str = ""
+    runs_root: Path = PROJECT_ROOT / "saved" / "leaderboard"  # checkpoints and logs, not committed
+    # a partial run (--models/--seeds) runs only these; the table still shows every record of the spec
+    selected_models: Optional[List[str]] = None
+    selected_seeds: Optional[List[int]] = None
+    command: str = field(default_factory=command_line)  # what command.txt says reproduces the table
+
+    @property
+    def run_models(self) -> List[str]:
+        return self.selected_models or self.models
+
+    @property
+    def run_seeds(self) -> List[int]:
+        return self.selected_seeds or self.seeds
+
+    def select(self, models: Optional[List[str]] = None, seeds: Optional[List[int]] = None, *,
+               separate: bool) -> None:
+        """Run only ``models`` x ``seeds``. ``separate`` (an output folder of its own): the table shows
+        the selection only; otherwise it is merged into the spec's table, which shows every record of
+        the spec (and of the selection), and command.txt keeps the command without the selection."""
+        if separate:
+            self.models, self.seeds = models or self.models, seeds or self.seeds
+            return
+        self.selected_models, self.selected_seeds = models, seeds
+        self.models = self.models + [m for m in models or [] if m not in self.models]
+        self.seeds = self.seeds + [s for s in seeds or [] if s not in self.seeds]
+        if models or seeds:
+            self.command = command_line(drop=("--models", "--seeds"))
+
+    def run_id(self, model: str, seed: int) -> str:
+        return f"{model}-seed{seed}"
+
+    def record_path(self, model: str, seed: int) -> Path:
+        return self.out / "records" / f"{self.run_id(model, seed)}.json"
+
+    def run_dir(self, model: str, seed: int) -> Path:
+        return self.runs_root / self.name / self.run_id(model, seed)
+
+    def model_of(self, name: str) -> str:
+        return self.model_class.get(name, name)
+
+    def run_config(self, model: str, seed: int) -> dict:
+        return {**self.config, **self.model_config.get(model, {}), "seed": seed}
+
+
+def load_spec(path, out: Optional[str] = None, overrides: Optional[Dict] = None) -> Spec:
+    """Read and check a leaderboard spec; ``overrides`` (``--key=value``) apply to every run."""
+    data = load_spec_yaml(path, kind="leaderboard", keys=SPEC_KEYS, merge=["config", "model_config"])
+    for key in ("dataset", "models", "seeds"):
+        if not data.get(key):
+            raise QBertError(f"{path}: '{key}' is required")
+    names, model_class, model_config = [], {}, dict(data.get("model_config") or {})
+    for model, config in model_config.items():
+        if not isinstance(config, dict):
+            raise QBertError(f"{path}: model_config of '{model}' must be a mapping of config keys, got {config!r}")
+    for entry in data["models"]:
+        if isinstance(entry, dict):
+            if set(entry) - {"name", "model", "config"} or not entry.get("name") or not entry.get("model") \
+                    or not isinstance(entry.get("config") or {}, dict):
+                raise QBertError(f"{path}: a model variant needs 'name' and 'model' (and optional 'config'), "
+                                 f"got {entry}")
+            name = str(entry["name"])
+            model_class[name] = str(entry["model"])
+            model_config[name] = {**(entry.get("config") or {}), **model_config.get(name, {})}
+        elif isinstance(entry, str):
+            name = entry
+        else:
+            raise QBertError(f"{path}: models: {entry!r} is neither a model name nor a variant mapping")
+        if name in names:
+            raise QBertError(f"{path}: model '{name}' is listed twice")
+        names.append(name)
+    for model in model_config:
+        if model not in names:
+            raise QBertError(f"{path}: model_config names '{model}', which is not in models")
+    name = data.get("name") or Path(path).stem
+    base = Path(path).resolve().parent
+    return Spec(
+        name=name,
+        dataset=data["dataset"],
+        models=names,
+        seeds=list(data["seeds"]),
+        out=Path(out) if out else PROJECT_ROOT / "results" / "leaderboard" / name,
+        config_files=[str(f if Path(f).is_absolute() else (base / f)) for f in data.get("config_files") or []],
+        config={**(data.get("config") or {}), **(overrides or {})},
+        model_config=model_config,
+        model_class=model_class,
+        source=str(path),
+    )
