@@ -172,3 +172,33 @@ def test_shipped_leaderboards_load():
     assert sports.dataset == "amazon-sports"
     assert (sports.models, sports.seeds, sports.config, sports.model_config) == \
         (beauty.models, beauty.seeds, beauty.config, beauty.model_config)
+
+
+def test_a_finished_run_frees_its_slot_while_a_longer_one_runs(tmp_path, monkeypatch):
+    """With two slots, the first run waits for a file that only the last run writes: the pool must start
+    the later runs as soon as the short ones end, not wait for the first one."""
+    import contextlib
+    import sys
+    from types import SimpleNamespace
+
+    from recbole_qbert.children import Children
+    from recbole_qbert.leaderboard import pool
+
+    release = tmp_path / "release"
+    wait_for_release = ("import pathlib, sys, time\n"
+                        "for _ in range(300):\n"
+                        f"    if pathlib.Path({str(release)!r}).exists(): sys.exit(0)\n"
+                        "    time.sleep(0.1)\n"
+                        "sys.exit(1)\n")
+    commands = {("long", 1): [sys.executable, "-c", wait_for_release],
+                ("short", 1): [sys.executable, "-c", "pass"],
+                ("short", 2): [sys.executable, "-c", f"open({str(release)!r}, 'w').close()"]}
+    monkeypatch.setattr(pool, "plan_run", lambda spec, model, seed, tag: commands[(model, seed)])
+    spec = SimpleNamespace(run_models=["long", "short"], run_seeds=[1, 2],
+                           run_dir=lambda model, seed: tmp_path / f"{model}-{seed}")
+    commands[("long", 2)] = None  # already recorded: skipped
+    for model, seed in commands:
+        (tmp_path / f"{model}-{seed}").mkdir()
+    with contextlib.ExitStack() as held, Children() as children:
+        pool._run_pairs(spec, 2, children, held)  # raises if the long run timed out waiting
+    assert release.exists()

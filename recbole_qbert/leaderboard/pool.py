@@ -2,6 +2,7 @@
 are forwarded to the children by :class:`recbole_qbert.children.Children`."""
 import contextlib
 import subprocess
+import time
 from typing import List
 
 from recbole_qbert.children import Children
@@ -29,24 +30,26 @@ def _run_pairs(spec: Spec, jobs: int, children: Children, held: contextlib.ExitS
     running: List[tuple] = []
     failures: List[str] = []
 
-    def reap(block: bool) -> None:
-        for entry in list(running):
-            tag, proc, run_dir = entry
-            code = proc.wait() if block else proc.poll()
-            if code is None:
-                continue
-            running.remove(entry)
-            if code != 0:
-                failures.append(f"{tag} failed with exit status {code}; see {run_dir / 'run.log'}")
-            elif jobs > 1:
-                print(f"{tag}: finished", flush=True)
-            if block:
+    def reap() -> None:
+        """Wait until at least one run has finished, whichever it is (a short run ending beside a long one
+        frees its slot at once), and collect every finished one."""
+        while True:
+            done = [entry for entry in running if entry[1].poll() is not None]
+            for entry in done:
+                tag, proc, run_dir = entry
+                running.remove(entry)
+                if proc.returncode != 0:
+                    failures.append(f"{tag} failed with exit status {proc.returncode}; see {run_dir / 'run.log'}")
+                elif jobs > 1:
+                    print(f"{tag}: finished", flush=True)
+            if done or not running:
                 return
+            time.sleep(0.2)
 
     for i, (model, seed) in enumerate(pairs, 1):
         tag = f"[{i}/{len(pairs)}] {model} seed {seed}"
         while len(running) >= jobs:
-            reap(block=True)
+            reap()
         if failures and jobs == 1:
             break
         run_dir = spec.run_dir(model, seed)
@@ -57,7 +60,7 @@ def _run_pairs(spec: Spec, jobs: int, children: Children, held: contextlib.ExitS
         log = held.enter_context(open(run_dir / "console.log", "w", encoding="utf-8")) if jobs > 1 else None
         running.append((tag, children.start(cmd, stdout=log, stderr=subprocess.STDOUT if log else None), run_dir))
     while running:
-        reap(block=True)
+        reap()
     if failures:
         raise QBertError(f"{failures[0]}" + (f" (and {len(failures) - 1} more)" if len(failures) > 1 else "")
                          + "; fix it and rerun the same command to continue")
