@@ -2,7 +2,7 @@
 
 Config files are layered, later ones winning:
 
-1. ``properties/overall.yaml`` (the evaluation protocol of DESIGN.md);
+1. ``properties/overall.yaml`` (the evaluation protocol, README.md "Evaluation protocol");
 2. ``<data_path>/<dataset>/<dataset>.yaml`` (written by ``dataset_prep.convert``), then
    ``properties/dataset/<dataset>.yaml``, each when it exists;
 3. ``properties/model/<Model>.yaml`` for this package's own models (RecBole never loads an outside

@@ -1,4 +1,4 @@
-"""The dynamic cross-modal transformer of stage 1 (DESIGN.md, "cross-modal semantic injection").
+"""The dynamic cross-modal transformer of stage 1 (README.md, "The model": cross-modal fusion).
 
 Shapes: ``B`` items in a batch, ``M`` views (modality tables: text, text_title, image, graph, ...),
 ``d_m`` the width of view ``m``, ``d`` the shared width.
