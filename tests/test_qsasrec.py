@@ -136,6 +136,7 @@ def test_content_features_are_unit_rows_aligned_to_recboles_item_ids(tiny_data, 
 
 def test_content_features_alone_make_an_item_and_are_part_of_the_run_identity(tiny_data, sid_file, content_file,
                                                                               tmp_path, in_tmp):
+    from recbole_qbert.features.table import FeatureTable
     from recbole_qbert.safe_io import sha256_file
 
     path, _ = content_file
@@ -144,6 +145,12 @@ def test_content_features_alone_make_an_item_and_are_part_of_the_run_identity(ti
     assert record["inputs"]["content:toy.npz"] == sha256_file(path)
     with pytest.raises(QBertError, match="feature file not found"):
         build(tiny_data, sid_file, content_features=[str(tmp_path / "none.npz")])
+    other = tmp_path / "other.npz"
+    table = FeatureTable.load(path)
+    table.meta["dataset"] = "ml-100k"
+    table.save(other)
+    with pytest.raises(QBertError, match="other.npz: made for dataset 'ml-100k', not 'tiny'"):
+        build(tiny_data, sid_file, content_features=[str(other)])
 
 
 def test_bpr_loss_is_refused_before_training(tiny_data, sid_file, tmp_path, in_tmp):

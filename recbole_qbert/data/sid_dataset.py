@@ -65,6 +65,9 @@ class SemanticIDDataset(SequentialDataset):
         blocks = []
         for value in paths:
             table = FeatureTable.load(dataset_file(value, self.dataset_name))
+            if table.meta.get("dataset", self.dataset_name) != self.dataset_name:
+                raise QBertError(f"{table.source}: made for dataset '{table.meta['dataset']}', "
+                                 f"not '{self.dataset_name}'")
             matrix = table.align(items, allow_absent=True).matrix  # (item_num - 1, d), zeros where absent
             # unit rows: views of different scale (CLIP text, image, fused) weigh alike at the start
             norms = np.linalg.norm(matrix, axis=1, keepdims=True)
