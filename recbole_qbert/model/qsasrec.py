@@ -43,9 +43,7 @@ class QSASRec(SemanticItemsMixin, SASRec):
             raise QBertError(f"QSASRec trains with loss_type CE only, got '{config['loss_type']}'")
         super().__init__(config, dataset)
         del self.item_embedding  # SASRec's free ID table: items are composed from their codes instead
-        self.pre_norm = config["transformer_norm"] == "pre"
-        if config["transformer_norm"] not in ("pre", "post"):
-            raise QBertError(f"transformer_norm must be pre or post, got '{config['transformer_norm']}'")
+        self.pre_norm = config["transformer_norm"] == "pre"  # post|pre, checked with the config
         if self.pre_norm:
             # the last layer's norm replaces the input norm; hidden_act stays GELU in this layout
             del self.trm_encoder, self.LayerNorm
