@@ -94,8 +94,10 @@ def run_budget(config) -> dict:
 
 def run_inputs(config) -> dict:
     """SHA-256 of the files a run reads: the dataset's atomic files and, for models on semantic IDs,
-    the ``.sid`` file, any content feature tables and any pretrained checkpoint. A leaderboard reuses a record only while these are
-    unchanged."""
+    the ``.sid`` file, any pretrained checkpoint and the values of any content feature tables (their
+    files also hold timings, which differ on every rebuild). A leaderboard reuses a record only while
+    these are unchanged."""
+    from recbole_qbert.features.table import FeatureTable
     from recbole_qbert.safe_io import sha256_file
 
     folder = Path(config["data_path"])
@@ -111,7 +113,7 @@ def run_inputs(config) -> dict:
         inputs["sid"] = sha256_file(path) if path.is_file() else None
         for value in config["content_features"] or []:
             path = dataset_file(value, config["dataset"])
-            inputs[f"content:{path.name}"] = sha256_file(path) if path.is_file() else None
+            inputs[f"content:{path.name}"] = FeatureTable.load(path).content_hash() if path.is_file() else None
     if config["test_subset_items"]:
         path = project_path(config["test_subset_items"], cwd_first=True)
         inputs["test_subset_items"] = sha256_file(path) if path.is_file() else None

@@ -137,12 +137,21 @@ def test_content_features_are_unit_rows_aligned_to_recboles_item_ids(tiny_data, 
 def test_content_features_alone_make_an_item_and_are_part_of_the_run_identity(tiny_data, sid_file, content_file,
                                                                               tmp_path, in_tmp):
     from recbole_qbert.features.table import FeatureTable
-    from recbole_qbert.safe_io import sha256_file
+    from recbole_qbert.run_record import run_inputs
 
     path, _ = content_file
     record = qsasrec(tiny_data, sid_file, tmp_path / "run", epochs=1, use_semantic_ids=False,
                      use_id_embedding=False, content_features=[str(path)])
-    assert record["inputs"]["content:toy.npz"] == sha256_file(path)
+    assert record["inputs"]["content:toy.npz"] == FeatureTable.load(path).content_hash()
+    # the identity follows the values, not the file: a rebuild with other timings in its meta keeps it
+    table = FeatureTable.load(path)
+    config = record["config"]
+    table.meta["time_s"] = 123.0
+    table.save(path)
+    assert run_inputs(config)["content:toy.npz"] == record["inputs"]["content:toy.npz"]
+    table.matrix[1, 0] += 1.0
+    table.save(path)
+    assert run_inputs(config)["content:toy.npz"] != record["inputs"]["content:toy.npz"]
     with pytest.raises(QBertError, match="feature file not found"):
         build(tiny_data, sid_file, content_features=[str(tmp_path / "none.npz")])
     other = tmp_path / "other.npz"
