@@ -71,8 +71,7 @@ class SemanticIDDataset(SequentialDataset):
             matrix = table.align(items, allow_absent=True).matrix  # (item_num - 1, d), zeros where absent
             # unit rows: views of different scale (CLIP text, image, fused) weigh alike at the start
             norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-            block = np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
-            blocks.append(whiten(block, norms[:, 0] > 0) if self.config["content_whiten"] else block)
+            blocks.append(np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0))
         content = np.zeros((len(items) + 1, sum(b.shape[1] for b in blocks)), dtype=np.float32)
         content[1:] = np.concatenate(blocks, axis=1)
         self.item_content = torch.from_numpy(content)
@@ -83,18 +82,3 @@ class SemanticIDDataset(SequentialDataset):
             return info
         return (f"{info}\nThe semantic IDs: {self.sid_path} ({self.sid_n_levels} levels, codebook sizes "
                 f"{self.sid_codebook_sizes}, collisions: {self.sid_meta.get('collision_strategy')})")
-
-
-def whiten(matrix: np.ndarray, present: np.ndarray) -> np.ndarray:
-    """ZCA-whitened ``matrix`` ``(N, d)`` over its ``present`` rows: centred, decorrelated, every direction
-    of variance ``1/d`` (directions weaker than 1 % of the mean variance damped toward 0, so noise is not
-    blown up); absent rows stay zero. Sentence embeddings crowd into a narrow cone, which leaves a
-    linear map from small random weights little to tell items apart."""
-    rows = matrix[present].astype(np.float64)
-    centred = rows - rows.mean(axis=0)
-    values, vectors = np.linalg.eigh(centred.T @ centred / max(len(rows) - 1, 1))
-    values = np.clip(values, 0.0, None) + 1e-2 * values.mean()  # damp the noise directions
-    transform = vectors @ np.diag(values ** -0.5) @ vectors.T / np.sqrt(matrix.shape[1])
-    out = np.zeros_like(matrix)
-    out[present] = (centred @ transform).astype(matrix.dtype)
-    return out

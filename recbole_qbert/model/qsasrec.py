@@ -44,8 +44,6 @@ class QSASRec(SemanticItemsMixin, SASRec):
         super().__init__(config, dataset)
         del self.item_embedding  # SASRec's free ID table: items are composed from their codes instead
         self.pre_norm = config["transformer_norm"] == "pre"  # post|pre, checked with the config
-        self.label_smoothing = config["label_smoothing"]
-        self.all_positions = config["loss_positions"] != "last"  # all|last, checked with the config
         if self.pre_norm:
             # the last layer's norm replaces the input norm; hidden_act stays GELU in this layout
             del self.trm_encoder, self.LayerNorm
@@ -100,14 +98,10 @@ class QSASRec(SemanticItemsMixin, SASRec):
         # next item at every position: the history shifted by one, then the target after the last item
         targets = torch.cat([items[:, 1:], torch.zeros_like(items[:, :1])], dim=1)
         targets[rows, lengths - 1] = interaction[self.POS_ITEM_ID]
-        positions = torch.arange(items.shape[1], device=items.device).unsqueeze(0)
-        # every real position, or (RecBole SASRec's objective, with one sample per prefix) the last one
-        real = positions < lengths.unsqueeze(1) if self.all_positions else positions == lengths.unsqueeze(1) - 1
+        real = torch.arange(items.shape[1], device=items.device).unsqueeze(0) < lengths.unsqueeze(1)
         mask = () if self.masking is None else (self.masking(lengths, items.shape[1], self.generator),)
         hidden = self.encode(items, lengths, *mask)
-        # column 0 (padding, scored -inf) is left out: smoothing would otherwise put mass on it
-        scores = self.catalogue_scores(hidden[real])[:, 1:]
-        return nn.functional.cross_entropy(scores, targets[real] - 1, label_smoothing=self.label_smoothing)
+        return nn.functional.cross_entropy(self.catalogue_scores(hidden[real]), targets[real])
 
     def full_sort_predict(self, interaction):
         hidden = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])

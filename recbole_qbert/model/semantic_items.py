@@ -49,8 +49,6 @@ class SemanticItemsMixin:
         self.output_bias = nn.Parameter(torch.zeros(self.n_items)) if use_id else None
         self.code_biases = None if use_id else nn.ModuleList(
             nn.Embedding(size + 1, 1, padding_idx=0) for size in self.codebook_sizes)
-        self.score_temperature = config["score_temperature"]
-        self.id_dropout = config["id_dropout"] or 0.0
 
     def reset_item_biases(self) -> None:
         """Biases start at zero (after ``apply(_init_weights)``, which draws every embedding)."""
@@ -75,11 +73,7 @@ class SemanticItemsMixin:
         codes = self.item_codes[items]  # (..., n_levels)
         emb = sum(table(codes[..., level]) for level, table in enumerate(self.code_embeddings))
         if self.id_embedding is not None:
-            ids = self.id_embedding(items)
-            if self.training and self.id_dropout:  # lean on codes and content for some occurrences
-                keep = torch.rand(items.shape, device=items.device) >= self.id_dropout
-                ids = ids * keep.unsqueeze(-1)
-            emb = emb + ids
+            emb = emb + self.id_embedding(items)
         if self.content_projection is not None:
             emb = emb + self.content_projection(self.item_content[items])
         return emb
@@ -97,10 +91,6 @@ class SemanticItemsMixin:
 
     def catalogue_scores(self, hidden: torch.Tensor) -> torch.Tensor:
         """Hidden states ``(N, H)`` -> scores over the catalogue ``(N, n_items)``; the padding item never wins."""
-        items = self.all_item_embeddings()
-        if self.score_temperature:  # cosine similarity, sharpened
-            hidden = nn.functional.normalize(hidden, dim=-1) / self.score_temperature
-            items = nn.functional.normalize(items, dim=-1)
-        scores = hidden @ items.T + self.all_item_biases()
+        scores = hidden @ self.all_item_embeddings().T + self.all_item_biases()
         scores[:, 0] = float("-inf")
         return scores
