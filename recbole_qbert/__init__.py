@@ -1,5 +1,9 @@
 """recbole-qbert: Q-BERT4Rec (arXiv 2512.02474) and a baseline leaderboard as a RecBole plugin."""
-from recbole_qbert import compat as _compat
+from recbole_qbert.cpu_kernels import pin_cpu_kernels
+
+pin_cpu_kernels()  # before anything imports torch: stage outputs must not depend on the CPU
+
+from recbole_qbert import compat as _compat  # noqa: E402
 
 _compat.apply()
 

@@ -11,6 +11,7 @@ from typing import Sequence
 import torch
 
 from recbole_qbert.config import PROJECT_ROOT, project_path
+from recbole_qbert.cpu_kernels import cpu_flags
 
 
 def _cpu_model() -> str:
@@ -38,6 +39,9 @@ def machine_info() -> dict:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {
         "cpu": _cpu_model(),
+        # the kernels torch dispatched to (AVX2 where recbole_qbert pinned it) and the CPU's widest
+        "cpu_kernels": torch.backends.cpu.get_cpu_capability(),
+        "cpu_isa": "avx512" if "avx512f" in cpu_flags() else "avx2" if "avx2" in cpu_flags() else "other",
         "cores": len(os.sched_getaffinity(0)),
         "torch_threads": torch.get_num_threads(),
         "memory_gib": _memory_gib(),

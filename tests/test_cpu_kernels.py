@@ -1,0 +1,38 @@
+"""Importing recbole_qbert pins torch's CPU kernels to AVX2 (stage outputs must not depend on the CPU),
+unless the user chose otherwise."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from recbole_qbert import cpu_kernels
+from recbole_qbert.cpu_kernels import PINNED, cpu_flags, pin_cpu_kernels
+
+PROBE = "import recbole_qbert, torch; print(torch.backends.cpu.get_cpu_capability())"
+
+
+def capability(**env) -> str:
+    clean = {k: v for k, v in os.environ.items() if k not in PINNED}  # this process pinned them already
+    return subprocess.run([sys.executable, "-c", PROBE], env={**clean, **env}, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+@pytest.mark.skipif(not {"avx2", "fma"} <= cpu_flags(), reason="needs an x86 CPU with AVX2")
+def test_import_pins_avx2_kernels_and_a_users_choice_wins():
+    assert capability() == "AVX2"
+    assert capability(ATEN_CPU_CAPABILITY="default") == "DEFAULT"
+
+
+def test_nothing_is_pinned_where_avx2_kernels_cannot_run(monkeypatch):
+    for key in PINNED:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(cpu_kernels.platform, "machine", lambda: "aarch64")
+    assert pin_cpu_kernels() == {} and not any(k in os.environ for k in PINNED)
+    monkeypatch.setattr(cpu_kernels.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(cpu_kernels, "cpu_flags", lambda: {"sse4_2", "avx"})
+    assert pin_cpu_kernels() == {}
+    monkeypatch.setattr(cpu_kernels, "cpu_flags", lambda: {"avx2", "fma"})
+    monkeypatch.setenv("MKL_CBWR", "COMPATIBLE")
+    assert pin_cpu_kernels() == {k: v for k, v in PINNED.items() if k != "MKL_CBWR"}
+    assert os.environ["MKL_CBWR"] == "COMPATIBLE"
