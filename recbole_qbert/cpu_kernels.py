@@ -1,20 +1,24 @@
 """One CPU kernel family on every x86 machine, so that stage outputs do not depend on the CPU.
 
-Torch (ATen's vectorised kernels, MKL's BLAS, oneDNN) picks its kernels from the CPU it runs on: on an
-AVX-512 machine the sums run in another order than on an AVX2 one, and the last float bits differ. For
+Torch (ATen's vectorised kernels, MKL's BLAS, oneDNN) and numpy's OpenBLAS pick their kernels from the
+CPU they run on: on an AVX-512 machine the sums run in another order than on an AVX2 one, and the last float bits differ. For
 training that is noise; for stage 1 it is not, because the text features feed quantization, whose codes
 then differ, and every record built on them stops matching. Measured on one AVX2 machine (MiniLM over
 400 item texts, one thread): the default kernels, ``MKL_CBWR=AVX2`` and ``ATEN_CPU_CAPABILITY=avx2`` gave
-the same bytes; ``MKL_CBWR=COMPATIBLE`` or ``ATEN_CPU_CAPABILITY=default`` gave other bytes. Pinning AVX2
-therefore costs nothing on AVX2 machines and makes AVX-512 ones compute what they compute.
+the same bytes; ``MKL_CBWR=COMPATIBLE`` or ``ATEN_CPU_CAPABILITY=default`` gave other bytes; numpy's
+OpenBLAS chose its Haswell (AVX2) kernels, and its other kernel families give other bytes for one matrix
+product. Pinning AVX2 therefore costs nothing on AVX2 machines and makes AVX-512 ones compute what they
+compute.
 
-The settings only take effect before torch first computes, so ``recbole_qbert`` applies them on import;
-a variable the user has set is left alone.
+The settings only take effect before torch first computes and before numpy is imported, so
+``recbole_qbert`` applies them on import (every command line imports it first); a variable the user
+has set is left alone.
 """
 import os
 import platform
 
-PINNED = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+PINNED = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+          "OPENBLAS_CORETYPE": "Haswell"}
 
 
 def cpu_flags() -> set:

@@ -9,19 +9,23 @@ import pytest
 from recbole_qbert import cpu_kernels
 from recbole_qbert.cpu_kernels import PINNED, cpu_flags, pin_cpu_kernels
 
-PROBE = "import recbole_qbert, torch; print(torch.backends.cpu.get_cpu_capability())"
+PROBE = ("import recbole_qbert, numpy, torch, threadpoolctl; "
+         "print(torch.backends.cpu.get_cpu_capability(), "
+         "*{p['architecture'] for p in threadpoolctl.threadpool_info() if p['internal_api'] == 'openblas'})")
 
 
-def capability(**env) -> str:
+def kernels(**env) -> list:
+    """``[torch's kernels, the OpenBLAS core of numpy and scipy]`` in a fresh process that imports
+    recbole_qbert first."""
     clean = {k: v for k, v in os.environ.items() if k not in PINNED}  # this process pinned them already
     return subprocess.run([sys.executable, "-c", PROBE], env={**clean, **env}, capture_output=True, text=True,
-                          check=True).stdout.strip()
+                          check=True).stdout.split()
 
 
 @pytest.mark.skipif(not {"avx2", "fma"} <= cpu_flags(), reason="needs an x86 CPU with AVX2")
 def test_import_pins_avx2_kernels_and_a_users_choice_wins():
-    assert capability() == "AVX2"
-    assert capability(ATEN_CPU_CAPABILITY="default") == "DEFAULT"
+    assert kernels() == ["AVX2", "Haswell"]
+    assert kernels(ATEN_CPU_CAPABILITY="default", OPENBLAS_CORETYPE="Sandybridge") == ["DEFAULT", "Sandybridge"]
 
 
 def test_nothing_is_pinned_where_avx2_kernels_cannot_run(monkeypatch):
