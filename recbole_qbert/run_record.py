@@ -11,18 +11,7 @@ from typing import Sequence
 import torch
 
 from recbole_qbert.config import PROJECT_ROOT, project_path
-from recbole_qbert.cpu_kernels import cpu_flags
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from recbole_qbert.cpu_kernels import cpu_flags, cpuinfo_field
 
 
 def _memory_gib() -> float:
@@ -37,11 +26,13 @@ def machine_info() -> dict:
     import recbole
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    flags = cpu_flags()
     return {
-        "cpu": _cpu_model(),
-        # the kernels torch dispatched to (AVX2 where recbole_qbert pinned it) and the CPU's widest
+        "cpu": cpuinfo_field("model name") or platform.processor() or "unknown",
+        # the kernels torch dispatched to (AVX2 where recbole_qbert pinned them) and the CPU's widest
+        # vector instructions
         "cpu_kernels": torch.backends.cpu.get_cpu_capability(),
-        "cpu_isa": "avx512" if "avx512f" in cpu_flags() else "avx2" if "avx2" in cpu_flags() else "other",
+        "cpu_isa": "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "other",
         "cores": len(os.sched_getaffinity(0)),
         "torch_threads": torch.get_num_threads(),
         "memory_gib": _memory_gib(),
