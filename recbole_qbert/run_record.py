@@ -12,6 +12,7 @@ import torch
 
 from recbole_qbert.config import PROJECT_ROOT, project_path
 from recbole_qbert.cpu_kernels import cpu_flags, cpuinfo_field
+from recbole_qbert.cpu_memory import malloc_settings
 
 
 def _memory_gib() -> float:
@@ -33,6 +34,7 @@ def machine_info() -> dict:
         # vector instructions
         "cpu_kernels": torch.backends.cpu.get_cpu_capability(),
         "cpu_isa": "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "other",
+        "malloc": malloc_settings() or "default",  # glibc thresholds recbole_qbert raised (cpu_memory)
         "cores": len(os.sched_getaffinity(0)),
         "torch_threads": torch.get_num_threads(),
         "memory_gib": _memory_gib(),
