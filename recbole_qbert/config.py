@@ -267,9 +267,16 @@ _NON_SEMANTIC_KEYS = {"seed", "data_path", "checkpoint_dir", "show_progress", "s
                       "nproc", "world_size", "ip", "port", "offset", "cpu_threads", "train_budget_clock"}
 
 
+# Keys that change nothing while the key they name is unset; left out of the hash then, so that adding
+# such a key does not make every earlier record look stale.
+_INERT_WITHOUT = {"pretrained_parts": "pretrained_checkpoint"}
+
+
 def config_hash(config) -> str:
     """Hash of everything in ``config`` that can change a model's results except the seed and the
     budget: runs of one leaderboard row share it."""
     from recbole_qbert.safe_io import sha256_json
 
-    return sha256_json({k: v for k, v in plain_config(config).items() if k not in _NON_SEMANTIC_KEYS})[:16]
+    plain = plain_config(config)
+    return sha256_json({k: v for k, v in plain.items() if k not in _NON_SEMANTIC_KEYS
+                        and not (k in _INERT_WITHOUT and not plain.get(_INERT_WITHOUT[k]))})[:16]

@@ -165,3 +165,25 @@ def test_content_features_alone_make_an_item_and_are_part_of_the_run_identity(ti
 def test_bpr_loss_is_refused_before_training(tiny_data, sid_file, tmp_path, in_tmp):
     with pytest.raises(QBertError, match="QSASRec trains with loss_type CE only"):
         qsasrec(tiny_data, sid_file, tmp_path / "run", epochs=1, loss_type="BPR")
+
+
+def test_a_text_only_source_gives_the_backbone_and_content_map_to_a_model_with_codes(tiny_data, sid_file,
+                                                                                     content_file, tmp_path, in_tmp):
+    """Cross-domain pretraining between datasets quantized apart: the source knows items by content only,
+    the target takes the parts that do not depend on the item set and keeps its own code tables."""
+    from recbole_qbert.training.checkpoint import load_checkpoint
+
+    path, _ = content_file
+    text = dict(transformer_norm="pre", content_features=[str(path)])
+    qsasrec(tiny_data, sid_file, tmp_path / "pre", epochs=1, use_semantic_ids=False, use_id_embedding=False, **text)
+    source = tmp_path / "pre" / "best.pth"
+    with pytest.raises(QBertError, match="lacks 'code_embeddings.0.weight'.*leave that part out of pretrained_parts"):
+        build(tiny_data, sid_file, pretrained_checkpoint=str(source), **text)
+    parts = ["position_embedding", "trm_encoder", "content_projection"]
+    model, _ = build(tiny_data, sid_file, pretrained_checkpoint=str(source), pretrained_parts=parts, **text)
+    pre = load_checkpoint(source)["state_dict"]
+    mine = model.state_dict()
+    assert all(torch.equal(pre[k], mine[k]) for k in pre if k.startswith(tuple(parts)))
+    assert "code_embeddings.0.weight" in mine and "code_embeddings.0.weight" not in pre
+    with pytest.raises(QBertError, match="pretrained_parts: unknown part 'id_embedding'"):
+        build(tiny_data, sid_file, pretrained_checkpoint=str(source), pretrained_parts=["id_embedding"], **text)
