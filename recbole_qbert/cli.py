@@ -94,8 +94,6 @@ def leaderboard_main(argv: List[str]) -> int:
                         "table still shows every run of the spec recorded so far")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds to run (as --models)")
     parser.add_argument("--render-only", action="store_true", help="only re-render from existing records")
-    parser.add_argument("--park", action="store_true", help="run nothing: copy the checkpoints of unfinished "
-                        "runs into <out>/unfinished/ to commit them; the next run resumes from them")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (set cpu_threads so that jobs x "
                         "threads fits the cores; timings then share the machine)")
     args, rest = parser.parse_known_args(argv)
@@ -112,12 +110,6 @@ def leaderboard_main(argv: List[str]) -> int:
     spec.select(models, seeds, separate=args.out is not None)
     if args.jobs < 1:
         raise QBertError(f"--jobs must be at least 1, got {args.jobs}")
-    if args.park:
-        from recbole_qbert.leaderboard.parking import park
-
-        parked = park(spec)
-        print("\n".join(f"parked {p}" for p in parked) or "no unfinished run to park")
-        return 0
     if not args.render_only:
         run_all(spec, jobs=args.jobs)
     paths = render(spec)

@@ -1,13 +1,11 @@
 """Leaderboard: identical split for every run, resume without redoing work, honest aggregation."""
 import math
-import shutil
 
 import pytest
 import yaml
 
 from recbole_qbert.errors import QBertError
 from recbole_qbert.leaderboard import collect, converged, load_spec, render, run_all, seen, summarise
-from recbole_qbert.leaderboard.parking import park
 from fixtures.tiny import tiny_overrides, write_tiny_semantic_ids
 
 
@@ -197,48 +195,10 @@ def test_a_finished_run_frees_its_slot_while_a_longer_one_runs(tmp_path, monkeyp
                 ("short", 2): [sys.executable, "-c", f"open({str(release)!r}, 'w').close()"]}
     monkeypatch.setattr(pool, "plan_run", lambda spec, model, seed, tag: commands[(model, seed)])
     spec = SimpleNamespace(run_models=["long", "short"], run_seeds=[1, 2],
-                           run_dir=lambda model, seed: tmp_path / f"{model}-{seed}",
-                           parked_dir=lambda model, seed: tmp_path / "unfinished" / f"{model}-{seed}")
+                           run_dir=lambda model, seed: tmp_path / f"{model}-{seed}")
     commands[("long", 2)] = None  # already recorded: skipped
     for model, seed in commands:
         (tmp_path / f"{model}-{seed}").mkdir()
     with contextlib.ExitStack() as held, Children() as children:
         pool._run_pairs(spec, 2, children, held)  # raises if the long run timed out waiting
     assert release.exists()
-
-
-def test_unfinished_runs_are_parked_and_resume_on_a_machine_without_saved(tiny_data, tmp_path, in_tmp, capfd):
-    spec = make_spec(write_spec(tmp_path, tiny_data), tmp_path)
-    spec.models, spec.seeds = ["SASRec"], [1]
-    assert park(spec) == []  # nothing has run
-    run_all(spec)
-    assert park(spec) == []  # finished: its record is current
-    first = collect(spec)["SASRec"][0]
-
-    spec.config["epochs"] = 2  # the run is unfinished now: it has a checkpoint but no current record
-    parked = spec.parked_dir("SASRec", 1)
-    assert park(spec) == [parked]
-    assert sorted(p.name for p in parked.iterdir()) == ["best.pth", "last.pth"]
-
-    shutil.rmtree(spec.runs_root)  # a fresh machine: no saved/ folder
-    capfd.readouterr()
-    run_all(spec)
-    out = capfd.readouterr().out
-    assert f"checkpoints copied back from {parked}" in out and "resuming" in out
-    resumed = collect(spec)["SASRec"][0]
-    assert [h["epoch"] for h in resumed["history"]] == [0, 1] and resumed["history"][0] == first["history"][0]
-    assert not (spec.out / "unfinished").exists()  # the record is written: the parked copy is gone
-
-
-def test_parked_checkpoints_of_another_config_are_dropped(tiny_data, tmp_path, in_tmp, capfd):
-    spec = make_spec(write_spec(tmp_path, tiny_data), tmp_path)
-    spec.models, spec.seeds = ["SASRec"], [1]
-    run_all(spec)
-    spec.config["epochs"] = 2
-    park(spec)
-    shutil.rmtree(spec.runs_root)
-    spec.config.update(hidden_size=16, inner_size=16)
-    run_all(spec)
-    out = capfd.readouterr().out
-    assert "checkpoints copied back" in out and "config or input files changed" in out and "resuming" not in out
-    assert not (spec.out / "unfinished").exists()

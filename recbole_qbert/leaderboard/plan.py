@@ -1,8 +1,8 @@
 """What a (model, seed) run needs now: nothing (its record matches the current config and input
-files), a resume from its ``last.pth`` (its own, or one parked by an earlier machine), or a fresh start."""
+files), a resume from its ``last.pth``, or a fresh start."""
 import sys
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 import yaml
 
@@ -25,38 +25,25 @@ def run_identity(spec: Spec, model: str, seed: int, config_file: Path):
     return config.run_hash, run_budget(config), run_inputs(config)
 
 
-def current_record(spec: Spec, model: str, seed: int, tag: str = "") -> Tuple[bool, tuple]:
-    """Whether ``(model, seed)`` has a record made with the config and input files it has now, and that
-    identity; writes the run's ``leaderboard.yaml`` on the way."""
-    config_file = spec.run_dir(model, seed) / "leaderboard.yaml"
-    with atomic_open(config_file, "w", encoding="utf-8") as f:
-        yaml.safe_dump(spec.run_config(model, seed), f, sort_keys=True)
-    identity = run_identity(spec, model, seed, config_file)
-    try:
-        record = read_record(spec.record_path(model, seed))
-    except QBertError as e:
-        if tag:
-            print(f"{tag}: {e}; running it again", flush=True)  # the run rewrites it
-        record = None
-    return bool(record) and (record.get("config_hash"), record.get("budget"), record.get("inputs")) == identity, \
-        identity
-
-
 def plan_run(spec: Spec, model: str, seed: int, tag: str) -> Optional[List[str]]:
     """The command that (re)runs ``(model, seed)``, or None when its record is current."""
-    from recbole_qbert.leaderboard.parking import discard, unpark
     from recbole_qbert.training.checkpoint import load_checkpoint
 
     run_dir = spec.run_dir(model, seed)
     run_dir.mkdir(parents=True, exist_ok=True)
-    done, identity = current_record(spec, model, seed, tag)
-    if done:
+    config_file = run_dir / "leaderboard.yaml"
+    with atomic_open(config_file, "w", encoding="utf-8") as f:
+        yaml.safe_dump(spec.run_config(model, seed), f, sort_keys=True)
+    identity = run_identity(spec, model, seed, config_file)
+
+    try:
+        record = read_record(spec.record_path(model, seed))
+    except QBertError as e:
+        print(f"{tag}: {e}; running it again", flush=True)  # the run rewrites it
+        record = None
+    if record and (record.get("config_hash"), record.get("budget"), record.get("inputs")) == identity:
         print(f"{tag}: done, reusing {spec.record_path(model, seed)}", flush=True)
-        discard(spec, model, seed)
         return None
-    parked = unpark(spec, model, seed)
-    if parked:
-        print(f"{tag}: checkpoints copied back from {parked}", flush=True)
     resume = False
     last = run_dir / "last.pth"
     if last.is_file():
@@ -66,10 +53,8 @@ def plan_run(spec: Spec, model: str, seed: int, tag: str) -> Optional[List[str]]
             print(f"{tag}: config or input files changed since {last}, starting over", flush=True)
             for stale in ("last.pth", "best.pth"):
                 (run_dir / stale).unlink(missing_ok=True)
-            discard(spec, model, seed)
     print(f"{tag}: {'resuming' if resume else 'running'}", flush=True)
-    config_files = " ".join(spec.config_files + [str(run_dir / "leaderboard.yaml")])
     cmd = [sys.executable, str(PROJECT_ROOT / "run_recbole.py"), f"--model={spec.model_of(model)}",
-           f"--dataset={spec.dataset}", f"--config_files={config_files}",
+           f"--dataset={spec.dataset}", f"--config_files={' '.join(spec.config_files + [str(config_file)])}",
            f"--checkpoint_dir={run_dir}", f"--record={spec.record_path(model, seed)}"]
     return cmd + ["--resume"] if resume else cmd

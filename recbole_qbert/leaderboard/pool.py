@@ -7,7 +7,6 @@ from typing import List
 
 from recbole_qbert.children import Children
 from recbole_qbert.errors import QBertError
-from recbole_qbert.leaderboard.parking import discard
 from recbole_qbert.leaderboard.plan import plan_run
 from recbole_qbert.leaderboard.spec import Spec
 from recbole_qbert.locks import output_lock
@@ -37,14 +36,11 @@ def _run_pairs(spec: Spec, jobs: int, children: Children, held: contextlib.ExitS
         while True:
             done = [entry for entry in running if entry[1].poll() is not None]
             for entry in done:
-                tag, proc, (model, seed) = entry
+                tag, proc, run_dir = entry
                 running.remove(entry)
                 if proc.returncode != 0:
-                    failures.append(f"{tag} failed with exit status {proc.returncode}; "
-                                    f"see {spec.run_dir(model, seed) / 'run.log'}")
-                    continue
-                discard(spec, model, seed)  # its record is written: a parked copy is stale
-                if jobs > 1:
+                    failures.append(f"{tag} failed with exit status {proc.returncode}; see {run_dir / 'run.log'}")
+                elif jobs > 1:
                     print(f"{tag}: finished", flush=True)
             if done or not running:
                 return
@@ -62,8 +58,7 @@ def _run_pairs(spec: Spec, jobs: int, children: Children, held: contextlib.ExitS
         if cmd is None:
             continue
         log = held.enter_context(open(run_dir / "console.log", "w", encoding="utf-8")) if jobs > 1 else None
-        running.append((tag, children.start(cmd, stdout=log, stderr=subprocess.STDOUT if log else None),
-                        (model, seed)))
+        running.append((tag, children.start(cmd, stdout=log, stderr=subprocess.STDOUT if log else None), run_dir))
     while running:
         reap()
     if failures:

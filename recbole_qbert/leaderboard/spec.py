@@ -61,10 +61,6 @@ class Spec:
     def run_dir(self, model: str, seed: int) -> Path:
         return self.runs_root / self.name / self.run_id(model, seed)
 
-    def parked_dir(self, model: str, seed: int) -> Path:
-        """Where an unfinished run's checkpoints wait for the next machine (see :mod:`.parking`)."""
-        return self.out / "unfinished" / self.run_id(model, seed)
-
     def model_of(self, name: str) -> str:
         return self.model_class.get(name, name)
 
