@@ -17,7 +17,7 @@ TRANSFERABLE = ("code_embeddings", "mask_embedding", "position_embedding", "trm_
 FREEZABLE = ("code_embeddings", "position_embedding", "trm_encoder")
 
 
-def load_pretrained(model, path, *, parts: Iterable[str] = TRANSFERABLE, freeze: Iterable[str] = ()) -> None:
+def load_pretrained(model, path, *, parts: Iterable[str], freeze: Iterable[str] = ()) -> None:
     """Copy the weights of ``parts`` from ``path`` (relative paths: from the working directory, else
     from the project root) into ``model`` (parts this model does not have are skipped) and freeze the
     named parts."""
@@ -54,7 +54,8 @@ def load_pretrained(model, path, *, parts: Iterable[str] = TRANSFERABLE, freeze:
 
 
 def load_pretrained_from_config(model, config) -> None:
-    """:func:`load_pretrained` for the config keys ``pretrained_checkpoint`` and ``freeze``."""
+    """:func:`load_pretrained` for the config keys ``pretrained_checkpoint``, ``pretrained_parts`` (whose
+    default in the model's YAML is the one list of parts) and ``freeze``."""
     if config["pretrained_checkpoint"]:
         load_pretrained(model, config["pretrained_checkpoint"], parts=config["pretrained_parts"],
                         freeze=config["freeze"] or [])
