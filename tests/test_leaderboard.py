@@ -1,4 +1,5 @@
 """Leaderboard: identical split for every run, resume without redoing work, honest aggregation."""
+import csv
 import math
 
 import pytest
@@ -6,6 +7,7 @@ import yaml
 
 from recbole_qbert.errors import QBertError
 from recbole_qbert.leaderboard import collect, converged, load_spec, render, run_all, seen, summarise
+from recbole_qbert.leaderboard.aggregate import view
 from fixtures.tiny import tiny_overrides, write_tiny_semantic_ids
 
 
@@ -56,6 +58,10 @@ def test_runs_render_and_resume(tiny_data, tmp_path, in_tmp, capfd):
     assert "| SASRec | 2 |" in table and "| BERT4Rec | 2 |" in table and "**" in table
     # one epoch is a cap, not convergence: the table says so next to the models
     assert "**Not converged** (stopped by epochs): SASRec (1.0 epochs), BERT4Rec (1.0 epochs)." in table
+    # and so do both CSVs, row by row: capped runs are an efficiency view, not a ranking
+    for name in ("leaderboard.csv", "runs.csv"):
+        with open(spec.out / name, newline="") as f:
+            assert {row["view"] for row in csv.DictReader(f)} == {"efficiency"}
     capfd.readouterr()
 
     # BERT4Rec adds keys to its config when built; its record must still be recognised as done
@@ -136,6 +142,7 @@ def test_a_row_is_converged_only_when_every_run_stopped_early():
     early = dict(fake_record(1, 0.1, 0.2), stop_reason="early_stopping")
     rows = summarise({"A": [early, dict(early, seed=2)], "B": [early, fake_record(2, 0.3, 0.4)]})
     assert [converged(r) for r in rows] == [True, False]
+    assert [view(r["stop"]) for r in rows] == ["converged", "efficiency"]
     assert seen(rows[1]) == "5.0 epochs, early_stopping, epochs"
 
 

@@ -82,9 +82,15 @@ def summarise(by_model: Dict[str, List[dict]]) -> List[dict]:
     return rows
 
 
+def view(stop: str) -> str:
+    """What a row or run stopped by ``stop`` can show: ``"converged"`` (early stopping on validation) or
+    ``"efficiency"`` (a time or epoch cap: what a model reaches within it, not which model is better)."""
+    return "converged" if stop == "early_stopping" else "efficiency"
+
+
 def converged(row: dict) -> bool:
     """Every run of the row ended by early stopping on validation (not by a time or epoch cap)."""
-    return row["stop"] == "early_stopping"
+    return view(row["stop"]) == "converged"
 
 
 def seen(row: dict) -> str:

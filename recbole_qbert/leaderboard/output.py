@@ -5,7 +5,8 @@ from pathlib import Path
 from typing import Dict, List
 
 from recbole_qbert.errors import QBertError
-from recbole_qbert.leaderboard.aggregate import COST_KEYS, METRICS, SUBSET_METRICS, collect, converged, seen, summarise
+from recbole_qbert.leaderboard.aggregate import (COST_KEYS, METRICS, SUBSET_METRICS, collect, converged, seen,
+                                                 summarise, view)
 from recbole_qbert.leaderboard.spec import Spec
 from recbole_qbert.run_record import machine_summary
 from recbole_qbert.safe_io import atomic_open, write_text
@@ -77,10 +78,10 @@ def render_csv(rows: List[dict]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     metric_cols = _metric_columns(rows)
-    writer.writerow(["model", "runs"] + [f"{m}_{s}" for m in metric_cols for s in ("mean", "std")]
+    writer.writerow(["model", "view", "runs"] + [f"{m}_{s}" for m in metric_cols for s in ("mean", "std")]
                     + list(COST_KEYS) + ["peak_rss_mb", "stopped_by"])
     for r in rows:
-        writer.writerow([r["model"], r["runs"]] + [f"{v:.6f}" for m in metric_cols for v in r[m]]
+        writer.writerow([r["model"], view(r["stop"]), r["runs"]] + [f"{v:.6f}" for m in metric_cols for v in r[m]]
                         + [f"{r[k]:.2f}" for k in COST_KEYS]
                         + [f"{r['peak_rss_mb']:.0f}", r["stop"]])
     return buf.getvalue()
@@ -92,13 +93,13 @@ def render_runs_csv(by_model: Dict[str, List[dict]]) -> str:
 
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["model", "seed", "config_hash"] + METRICS + ["valid_ndcg@10", "best_epoch", "epochs_trained",
-                                                                  "train_s_per_epoch", "eval_s", "eval_cpu_s",
-                                                                  "peak_rss_mb",
-                                                                  "stop_reason", "git_commit"])
+    writer.writerow(["model", "view", "seed", "config_hash"] + METRICS
+                    + ["valid_ndcg@10", "best_epoch", "epochs_trained", "train_s_per_epoch", "eval_s", "eval_cpu_s",
+                       "peak_rss_mb", "stop_reason", "git_commit"])
     for model, records in by_model.items():
         for r in records:
-            writer.writerow([model, r["seed"], r["config_hash"]] + [r["test"][m] for m in METRICS]
+            writer.writerow([model, view(r["stop_reason"]), r["seed"], r["config_hash"]]
+                            + [r["test"][m] for m in METRICS]
                             + [r["valid"].get("ndcg@10"), r["best_epoch"], r["epochs_trained"],
                                r["train_s_per_epoch"], r["eval_s"], r.get("eval_cpu_s"), r["peak_memory"]["rss_mb"],
                                r["stop_reason"], r["git_commit"]])
