@@ -81,6 +81,18 @@ def test_config_hash_ignores_seed_and_budget_but_not_hyperparameters():
     assert config_hash(sasrec_config(hidden_size=16)) != base
 
 
+def test_keys_added_later_leave_the_hash_alone_while_switched_off():
+    """Records made before a key existed keep their identity while the key is at its off value."""
+    def qsasrec(**overrides):
+        return build_config(resolve_model("QSASRec"), "ml-100k", [], overrides)
+
+    base = config_hash(qsasrec())
+    assert config_hash(qsasrec(train_negatives=0, pretrained_parts=["trm_encoder"])) == base
+    assert config_hash(qsasrec(train_negatives=64)) != base
+    start = {"pretrained_checkpoint": "source.pth"}
+    assert config_hash(qsasrec(**start)) != config_hash(qsasrec(pretrained_parts=["trm_encoder"], **start))
+
+
 def test_unknown_model_suggests_a_name():
     with pytest.raises(QBertError, match="unknown model 'SASrec'; did you mean SASRec"):
         resolve_model("SASrec")

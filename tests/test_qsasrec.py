@@ -162,6 +162,33 @@ def test_content_features_alone_make_an_item_and_are_part_of_the_run_identity(ti
         build(tiny_data, sid_file, content_features=[str(other)])
 
 
+def test_sampled_softmax_is_cross_entropy_over_the_target_and_the_drawn_items(tiny_data, sid_file, tmp_path,
+                                                                               in_tmp):
+    """The sampled loss scores candidates as ``catalogue_scores`` does, and a drawn item equal to a row's
+    target is left out of that row (it would be its own negative)."""
+    model, _ = build(tiny_data, sid_file)
+    hidden = torch.randn(6, model.hidden_size)
+    targets = torch.tensor([1, 2, 3, 4, 5, 6])
+    generator = torch.Generator().manual_seed(0)
+    drawn = torch.randint(1, model.n_items, (40,), generator=torch.Generator().manual_seed(0))
+    assert (drawn.unsqueeze(0) == targets.unsqueeze(1)).any()  # the check below covers a collision
+    with torch.no_grad():
+        loss = model.sampled_softmax_loss(hidden, targets, 40, generator)
+        scores = model.catalogue_scores(hidden)
+    expected = []
+    for row, target in enumerate(targets):
+        negatives = scores[row, drawn[drawn != target]]
+        expected.append(torch.logsumexp(torch.cat([scores[row, target:target + 1], negatives]), 0)
+                        - scores[row, target])
+    assert loss.item() == pytest.approx(torch.stack(expected).mean().item(), rel=1e-5)
+
+
+def test_sampled_softmax_learns_the_walk(tiny_data, sid_file, tmp_path, in_tmp, one_torch_thread):
+    record = qsasrec(tiny_data, sid_file, tmp_path / "run", epochs=40, learning_rate=0.01, train_negatives=8,
+                     hidden_dropout_prob=0.0, attn_dropout_prob=0.0)
+    assert record["test"]["ndcg@10"] > 0.6
+
+
 def test_bpr_loss_is_refused_before_training(tiny_data, sid_file, tmp_path, in_tmp):
     with pytest.raises(QBertError, match="QSASRec trains with loss_type CE only"):
         qsasrec(tiny_data, sid_file, tmp_path / "run", epochs=1, loss_type="BPR")

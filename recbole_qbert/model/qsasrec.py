@@ -13,7 +13,8 @@ of one code embedding per level, optionally plus an ID embedding). It separates 
 from what the bidirectional masked training brings.
 
 Training reads one sequence per user (``QBERT4RecDataset``) and predicts the next item at every position
-of it with a softmax over the whole catalogue, which is SASRec's original objective: the same
+of it with a softmax over the whole catalogue (or, with ``train_negatives``, over the target and that
+many uniformly drawn items: sampled softmax), which is SASRec's original objective: the same
 (history, next item) pairs as RecBole's one sample per prefix, in one pass over each history. With
 ``input_mask_strategies``, strategies of the masking registry hide some input items behind a mask token
 in training (every position still predicts its next item), so the model learns to recommend from
@@ -59,6 +60,8 @@ class QSASRec(SemanticItemsMixin, SASRec):
         self.reset_item_biases()
         if self.mask_embedding is not None:
             nn.init.normal_(self.mask_embedding, std=self.initializer_range)
+        self.train_negatives = config["train_negatives"]
+        # draws masks and sampled negatives
         self.generator = mask_generator(config, self.device)
         load_pretrained_from_config(self, config)
 
@@ -100,8 +103,10 @@ class QSASRec(SemanticItemsMixin, SASRec):
         targets[rows, lengths - 1] = interaction[self.POS_ITEM_ID]
         real = torch.arange(items.shape[1], device=items.device).unsqueeze(0) < lengths.unsqueeze(1)
         mask = () if self.masking is None else (self.masking(lengths, items.shape[1], self.generator),)
-        hidden = self.encode(items, lengths, *mask)
-        return nn.functional.cross_entropy(self.catalogue_scores(hidden[real]), targets[real])
+        hidden = self.encode(items, lengths, *mask)[real]  # (N, H), N real positions
+        if self.train_negatives:
+            return self.sampled_softmax_loss(hidden, targets[real], self.train_negatives, self.generator)
+        return nn.functional.cross_entropy(self.catalogue_scores(hidden), targets[real])
 
     def full_sort_predict(self, interaction):
         hidden = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])

@@ -89,6 +89,20 @@ class SemanticItemsMixin:
         codes = self.item_codes  # (n_items, n_levels)
         return sum(table(codes[:, level]).squeeze(-1) for level, table in enumerate(self.code_biases))
 
+    def sampled_softmax_loss(self, hidden: torch.Tensor, targets: torch.Tensor, n_negatives: int,
+                             generator: torch.Generator) -> torch.Tensor:
+        """Cross-entropy of hidden states ``(N, H)`` over their targets ``(N,)`` and ``n_negatives`` items
+        drawn uniformly from the catalogue, shared by all N rows: ``(N, 1 + n_negatives)`` scores instead of
+        ``(N, n_items)``. A negative equal to a row's target is left out of that row. Uniform draws need
+        no log-probability correction (it is the same constant for every candidate)."""
+        negatives = torch.randint(1, self.n_items, (n_negatives,), generator=generator, device=hidden.device)
+        biases = self.all_item_biases()
+        positive = (hidden * self.item_embeddings(targets)).sum(-1, keepdim=True) + biases[targets].unsqueeze(1)
+        negative = hidden @ self.item_embeddings(negatives).T + biases[negatives]  # (N, n_negatives)
+        negative = negative.masked_fill(negatives.unsqueeze(0) == targets.unsqueeze(1), float("-inf"))
+        scores = torch.cat([positive, negative], dim=1)
+        return nn.functional.cross_entropy(scores, torch.zeros_like(targets))
+
     def catalogue_scores(self, hidden: torch.Tensor) -> torch.Tensor:
         """Hidden states ``(N, H)`` -> scores over the catalogue ``(N, n_items)``; the padding item never wins."""
         scores = hidden @ self.all_item_embeddings().T + self.all_item_biases()
