@@ -267,10 +267,12 @@ _NON_SEMANTIC_KEYS = {"seed", "data_path", "checkpoint_dir", "show_progress", "s
                       "nproc", "world_size", "ip", "port", "offset", "cpu_threads", "train_budget_clock"}
 
 
-# Keys that change nothing while the key they name is unset, and keys at the value that switches them
-# off; left out of the hash then, so that adding such a key does not make every earlier record look stale.
-_INERT_WITHOUT = {"pretrained_parts": "pretrained_checkpoint"}
-_INERT_AT = {"train_negatives": 0}
+# Keys that change nothing in a config where their test holds (unused, or at their off value); left out
+# of the hash then, so that adding such a key does not make every earlier record look stale.
+_INERT_WHEN = {
+    "pretrained_parts": lambda plain: not plain.get("pretrained_checkpoint"),
+    "train_negatives": lambda plain: plain["train_negatives"] == 0,
+}
 
 
 def config_hash(config) -> str:
@@ -280,5 +282,4 @@ def config_hash(config) -> str:
 
     plain = plain_config(config)
     return sha256_json({k: v for k, v in plain.items() if k not in _NON_SEMANTIC_KEYS
-                        and not (k in _INERT_WITHOUT and not plain.get(_INERT_WITHOUT[k]))
-                        and not (k in _INERT_AT and v == _INERT_AT[k])})[:16]
+                        and not (k in _INERT_WHEN and _INERT_WHEN[k](plain))})[:16]

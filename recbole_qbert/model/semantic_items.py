@@ -82,12 +82,16 @@ class SemanticItemsMixin:
         """``(n_items, H)``, row 0 the padding item."""
         return self.item_embeddings(torch.arange(self.n_items, device=self.item_codes.device))
 
-    def all_item_biases(self) -> torch.Tensor:
-        """``(n_items,)`` score bias of every item: its own, or the sum of its codes' biases."""
+    def item_biases(self, items: torch.Tensor) -> torch.Tensor:
+        """Score bias of item ids ``(...)`` -> ``(...)``: the item's own, or the sum of its codes' biases."""
         if self.output_bias is not None:
-            return self.output_bias
-        codes = self.item_codes  # (n_items, n_levels)
-        return sum(table(codes[:, level]).squeeze(-1) for level, table in enumerate(self.code_biases))
+            return self.output_bias[items]
+        codes = self.item_codes[items]  # (..., n_levels)
+        return sum(table(codes[..., level]).squeeze(-1) for level, table in enumerate(self.code_biases))
+
+    def all_item_biases(self) -> torch.Tensor:
+        """``(n_items,)``, row 0 the padding item."""
+        return self.item_biases(torch.arange(self.n_items, device=self.item_codes.device))
 
     def sampled_softmax_loss(self, hidden: torch.Tensor, targets: torch.Tensor, n_negatives: int,
                              generator: torch.Generator) -> torch.Tensor:
@@ -96,9 +100,8 @@ class SemanticItemsMixin:
         ``(N, n_items)``. A negative equal to a row's target is left out of that row. Uniform draws need
         no log-probability correction (it is the same constant for every candidate)."""
         negatives = torch.randint(1, self.n_items, (n_negatives,), generator=generator, device=hidden.device)
-        biases = self.all_item_biases()
-        positive = (hidden * self.item_embeddings(targets)).sum(-1, keepdim=True) + biases[targets].unsqueeze(1)
-        negative = hidden @ self.item_embeddings(negatives).T + biases[negatives]  # (N, n_negatives)
+        positive = ((hidden * self.item_embeddings(targets)).sum(-1) + self.item_biases(targets)).unsqueeze(1)
+        negative = hidden @ self.item_embeddings(negatives).T + self.item_biases(negatives)  # (N, n_negatives)
         negative = negative.masked_fill(negatives.unsqueeze(0) == targets.unsqueeze(1), float("-inf"))
         scores = torch.cat([positive, negative], dim=1)
         return nn.functional.cross_entropy(scores, torch.zeros_like(targets))
