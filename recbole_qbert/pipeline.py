@@ -20,7 +20,8 @@ run skips the step while the identity is the same and the outputs are still ther
 leaderboard then reuses each finished (model, seed) run whose config and input files are unchanged.
 
 ``{atomic}`` in ``inputs`` is the dataset's folder of atomic files (ml-100k: the one in the recbole wheel).
-The run's figures (seconds, peak memory and reuse per step) go to ``results/pipeline/<name>.json``.
+The run's figures (seconds, peak memory, reuse and the SHA-256 of every output file per step) go to
+``results/pipeline/<name>.json``: two machines' reports show which step first made different bytes.
 """
 import contextlib
 import datetime
@@ -194,14 +195,15 @@ def _run_or_reuse(pipeline: Pipeline, step: Step, tag: str, forced: bool) -> Dic
     if stamp is not None:
         print(f"{tag}: inputs unchanged, reusing {', '.join(shown_path(p) for p in step.outputs)}", flush=True)
         return {"step": step.name, "reused": True, "made": {k: stamp.get(k) for k in
-                                                            ("seconds", "peak_rss_mb", "finished")}}
+                                                            ("seconds", "peak_rss_mb", "finished")},
+                "outputs": stamp["outputs"]}
     print(f"{tag}: {' '.join(map(shlex.quote, step.run))}", flush=True)
     _stamp_path(pipeline, step).unlink(missing_ok=True)  # a failed rerun must not look current
     cost = run_step(step, pipeline.stamps / f"{step.name}.log")
     outputs = file_hashes(step.outputs, "output", step.name)
     write_json(_stamp_path(pipeline, step), {"identity": identity, "run": step.run, "outputs": outputs,
                                              **cost, "finished": datetime.datetime.now().isoformat(timespec="seconds")})
-    return {"step": step.name, "reused": False, **cost}
+    return {"step": step.name, "reused": False, **cost, "outputs": outputs}
 
 
 def run_pipeline(pipeline: Pipeline, *, force: Optional[List[str]] = None, leaderboard: bool = True,

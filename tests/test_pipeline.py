@@ -1,4 +1,5 @@
 """The benchmark pipeline: steps run in order, skip while their inputs are unchanged, rerun when they change."""
+import hashlib
 import json
 
 import pytest
@@ -56,7 +57,10 @@ def test_steps_are_skipped_until_an_input_or_output_changes(synth_pipeline, caps
     assert run_pipeline(load())["steps"][0]["reused"] is False
     assert sid.read_text() != "tampered\n"
     assert run_pipeline(load(), force=["quantize"])["steps"][0]["reused"] is False
-    assert json.loads(load().report.read_text())["steps"][0]["step"] == "quantize"
+    report = json.loads(load().report.read_text())["steps"][0]
+    assert report["step"] == "quantize"
+    # the committed report names each output's SHA-256, so two machines' reports show which step diverged
+    assert report["outputs"][str(sid.resolve())] == hashlib.sha256(sid.read_bytes()).hexdigest()
 
 
 def test_a_failed_step_leaves_no_stamp_and_names_its_log(synth_pipeline, tmp_path):
