@@ -56,6 +56,7 @@ MODULE_DEPENDENCIES = {
                     "recbole_qbert/training", "recbole_qbert/data", "properties/model", "properties/overall.yaml",
                     "properties/qbert4rec"],
 }
+KERNELS = "recbole_qbert/cpu_kernels.py"  # pins the CPU kernels every step computes with
 
 
 @dataclass
@@ -143,7 +144,7 @@ def file_hashes(paths: List[Path], what: str, step: str) -> Dict[str, str]:
 
 def step_identity(step: Step) -> str:
     """SHA-256 of the command, the inputs, and the code and default settings the command uses."""
-    code = [PROJECT_ROOT / p for p in MODULE_DEPENDENCIES[step.run[0]]]
+    code = [PROJECT_ROOT / p for p in MODULE_DEPENDENCIES[step.run[0]] + [KERNELS]]
     parts = {"run": step.run, "inputs": file_hashes(step.inputs, "input", step.name),
              "code": file_hashes(code, "code", step.name)}
     return hashlib.sha256(repr(sorted(parts.items())).encode("utf-8")).hexdigest()

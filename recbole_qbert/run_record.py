@@ -11,7 +11,7 @@ from typing import Sequence
 import torch
 
 from recbole_qbert.config import PROJECT_ROOT, project_path
-from recbole_qbert.cpu_kernels import cpu_flags, cpuinfo_field
+from recbole_qbert.cpu_kernels import cpu_flags, cpuinfo_field, numpy_kernels
 from recbole_qbert.cpu_memory import malloc_settings
 
 
@@ -33,6 +33,7 @@ def machine_info() -> dict:
         # the kernels torch dispatched to (AVX2 where recbole_qbert pinned them) and the CPU's widest
         # vector instructions
         "cpu_kernels": torch.backends.cpu.get_cpu_capability(),
+        "numpy_kernels": numpy_kernels(),
         "cpu_isa": "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "other",
         "malloc": malloc_settings() or "default",  # glibc thresholds recbole_qbert raised (cpu_memory)
         "cores": len(os.sched_getaffinity(0)),
