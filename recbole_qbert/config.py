@@ -272,6 +272,8 @@ _NON_SEMANTIC_KEYS = {"seed", "data_path", "checkpoint_dir", "show_progress", "s
 _INERT_WHEN = {
     "pretrained_parts": lambda plain: not plain.get("pretrained_checkpoint"),
     "train_negatives": lambda plain: plain["train_negatives"] == 0,
+    "seen_item_bias": lambda plain: not plain["seen_item_bias"],
+    "eval_filter_history": lambda plain: not plain["eval_filter_history"],
 }
 
 

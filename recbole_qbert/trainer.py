@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import torch
-from recbole.utils import get_trainer
+from recbole.utils import ModelType, get_trainer
 
 from recbole_qbert.errors import QBertError
 from recbole_qbert.run_record import run_inputs
@@ -47,6 +47,9 @@ class SafeTrainerMixin(CheckpointMixin, BudgetMixin):
         self.budget_clock = config["train_budget_clock"] or "wall"
         if self.budget_clock not in CLOCKS:
             raise QBertError(f"train_budget_clock must be one of {sorted(CLOCKS)}, got {self.budget_clock!r}")
+        if config["eval_filter_history"] and config["MODEL_TYPE"] != ModelType.SEQUENTIAL:
+            raise QBertError(f"eval_filter_history: sequential models only; RecBole already leaves a "
+                             f"{config['model']} user's history out of the ranking")
         self.config_hash = config.run_hash
         self.inputs = run_inputs(config)
         self.history = []  # one dict per epoch: loss, seconds, validation metrics
@@ -96,6 +99,15 @@ class SafeTrainerMixin(CheckpointMixin, BudgetMixin):
         self.history[-1].update(valid_s=time.perf_counter() - start,
                                 valid={k: float(v) for k, v in result.items()})
         return score, result
+
+    # RecBole's full ranking leaves a sequential model's history items among the candidates; the
+    # eval_filter_history protocol variant drops them (general models' histories RecBole drops itself)
+    def _full_sort_batch_eval(self, batched_data):
+        interaction, scores, positive_u, positive_i = super()._full_sort_batch_eval(batched_data)
+        if self.config["eval_filter_history"]:
+            history = interaction[self.model.ITEM_SEQ].to(scores.device)  # (B, L), 0 = padding (already -inf)
+            scores.scatter_(1, history, float("-inf"))
+        return interaction, scores, positive_u, positive_i
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False,
             callback_fn=None):

@@ -25,13 +25,17 @@ def test_trains_on_whole_histories_and_learns_the_walk(tiny_data, sid_file, tmp_
     assert record["test"]["ndcg@10"] > 0.6
 
 
-@pytest.mark.parametrize("norm", ["post", "pre"])
-def test_loss_is_the_mean_next_item_loss_over_every_prefix(tiny_data, sid_file, tmp_path, in_tmp, norm):
+@pytest.mark.parametrize("options", [{"transformer_norm": "post"}, {"transformer_norm": "pre"},
+                                     {"seen_item_bias": True}], ids=["post", "pre", "seen-bias"])
+def test_loss_is_the_mean_next_item_loss_over_every_prefix(tiny_data, sid_file, tmp_path, in_tmp, options):
     """One pass over a whole history gives each position the prediction that ``full_sort_predict``
-    makes from the prefix ending there: the training objective is RecBole's per-prefix one."""
+    makes from the prefix ending there: the training objective is RecBole's per-prefix one (with the
+    seen-item bias, each position's seen items are its prefix's)."""
     from recbole.data.interaction import Interaction
 
-    model, train = build(tiny_data, sid_file, transformer_norm=norm)
+    model, train = build(tiny_data, sid_file, **options)
+    if model.seen_bias_raw is not None:
+        model.seen_bias_raw.data.fill_(-0.02)  # starts at 0, which would leave the check blind to it
     batch = next(iter(train))
     seq, lengths, target = batch["item_id_list"], batch["item_length"], batch["item_id"]
     with torch.no_grad():
@@ -162,19 +166,25 @@ def test_content_features_alone_make_an_item_and_are_part_of_the_run_identity(ti
         build(tiny_data, sid_file, content_features=[str(other)])
 
 
+@pytest.mark.parametrize("seen_bias", [False, True])
 def test_sampled_softmax_is_cross_entropy_over_the_target_and_the_drawn_items(tiny_data, sid_file, tmp_path,
-                                                                               in_tmp):
+                                                                               in_tmp, seen_bias):
     """The sampled loss scores candidates as ``catalogue_scores`` does, and a drawn item equal to a row's
     target is left out of that row (it would be its own negative)."""
-    model, _ = build(tiny_data, sid_file)
+    model, _ = build(tiny_data, sid_file, seen_item_bias=seen_bias)
     hidden = torch.randn(6, model.hidden_size)
     targets = torch.tensor([1, 2, 3, 4, 5, 6])
     generator = torch.Generator().manual_seed(0)
     drawn = torch.randint(1, model.n_items, (40,), generator=torch.Generator().manual_seed(0))
     assert (drawn.unsqueeze(0) == targets.unsqueeze(1)).any()  # the check below covers a collision
+    seen = None
+    if seen_bias:  # histories holding some drawn items and, in row 4, its target (5)
+        model.seen_bias_raw.data.fill_(-0.015)
+        seen = model.seen_items(torch.stack([drawn[:3], drawn[5:8], drawn[10:13], drawn[:3], torch.tensor([5, 2, 0]),
+                                             torch.tensor([7, 8, 0])]))
     with torch.no_grad():
-        loss = model.sampled_softmax_loss(hidden, targets, 40, generator)
-        scores = model.catalogue_scores(hidden)
+        loss = model.sampled_softmax_loss(hidden, targets, 40, generator, seen)
+        scores = model.catalogue_scores(hidden, seen)
     expected = []
     for row, target in enumerate(targets):
         negatives = scores[row, drawn[drawn != target]]
@@ -187,6 +197,26 @@ def test_sampled_softmax_learns_the_walk(tiny_data, sid_file, tmp_path, in_tmp, 
     record = qsasrec(tiny_data, sid_file, tmp_path / "run", epochs=40, learning_rate=0.01, train_negatives=8,
                      hidden_dropout_prob=0.0, attn_dropout_prob=0.0)
     assert record["test"]["ndcg@10"] > 0.6
+
+
+def test_seen_item_bias_learns_that_items_do_not_repeat(tiny_data, sid_file, tmp_path, in_tmp, one_torch_thread):
+    """No tiny user picks an item twice: the learned bias turns strongly negative, and then ranks every
+    history item below every other item for the same state."""
+    from recbole_qbert.training.checkpoint import load_checkpoint
+
+    record = qsasrec(tiny_data, sid_file, tmp_path / "run", epochs=40, learning_rate=0.01, seen_item_bias=True,
+                     hidden_dropout_prob=0.0, attn_dropout_prob=0.0)
+    assert record["test"]["ndcg@10"] > 0.6
+    model, _ = build(tiny_data, sid_file, seen_item_bias=True)
+    model.load_state_dict(load_checkpoint(tmp_path / "run" / "best.pth")["state_dict"])
+    assert model.seen_bias < -5.0
+    model.seen_bias_raw.data.fill_(-100.0)
+    history = torch.tensor([[3, 9, 4, 0]])
+    with torch.no_grad():
+        scores = model.catalogue_scores(torch.randn(1, model.hidden_size), model.seen_items(history))[0]
+    others = torch.ones_like(scores, dtype=torch.bool)
+    others[[0, 3, 4, 9]] = False
+    assert scores[[3, 4, 9]].max() < scores[others].min()
 
 
 def test_bpr_loss_is_refused_before_training(tiny_data, sid_file, tmp_path, in_tmp):

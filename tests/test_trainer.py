@@ -136,6 +136,24 @@ def test_test_metrics_agree_with_an_independent_full_ranking(tiny_data, tmp_path
     assert record["test"]["recall@10"] == pytest.approx(independent["recall@10"], abs=1e-4)
 
 
+def test_history_filter_protocol_drops_each_users_history_from_the_ranking(tiny_data, tmp_path, in_tmp):
+    """``eval_filter_history``: RecBole's evaluator then agrees with a full ranking without the user's
+    history items, which differs from the default one (tiny users never repeat an item, so it is higher)."""
+    record = tiny_run(tiny_data, tmp_path / "run", epochs=2, eval_filter_history=True)
+    model, test = best_model("SASRec", "tiny", tiny_data, tmp_path / "run", eval_filter_history=True)
+    filtered = full_ranking_metrics(model, test, filter_history=True)
+    kept = full_ranking_metrics(model, test)
+    assert record["test"]["ndcg@10"] == pytest.approx(filtered["ndcg@10"], abs=1e-4)
+    assert record["test"]["recall@10"] == pytest.approx(filtered["recall@10"], abs=1e-4)
+    assert filtered["recall@10"] > kept["recall@10"]
+    assert record["config_hash"] != tiny_run(tiny_data, tmp_path / "plain", epochs=0)["config_hash"]
+
+
+def test_history_filter_is_refused_for_a_general_model(tiny_data, tmp_path, in_tmp):
+    with pytest.raises(QBertError, match="eval_filter_history: sequential models only"):
+        tiny_run(tiny_data, tmp_path / "run", model="BPR", epochs=1, eval_filter_history=True)
+
+
 def test_real_data_smoke_sasrec_on_ml100k(tmp_path, in_tmp):
     """One epoch of a small SASRec on the real MovieLens-100K through RecBole's Trainer and evaluator."""
     record = run("SASRec", "ml-100k", overrides={"epochs": 1, "hidden_size": 16, "inner_size": 32, "n_layers": 1,

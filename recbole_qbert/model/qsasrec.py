@@ -19,7 +19,8 @@ many uniformly drawn items: sampled softmax), which is SASRec's original objecti
 ``input_mask_strategies``, strategies of the masking registry hide some input items behind a mask token
 in training (every position still predicts its next item), so the model learns to recommend from
 incomplete histories. ``transformer_norm: pre`` swaps RecBole's post-norm layers for the original
-SASRec's pre-norm ones (:mod:`recbole_qbert.model.prenorm`).
+SASRec's pre-norm ones (:mod:`recbole_qbert.model.prenorm`). ``seen_item_bias`` learns one score offset
+for the items each prefix already holds (:class:`~recbole_qbert.model.semantic_items.SemanticItemsMixin`).
 """
 import torch
 from recbole.model.sequential_recommender.sasrec import SASRec
@@ -104,13 +105,22 @@ class QSASRec(SemanticItemsMixin, SASRec):
         real = torch.arange(items.shape[1], device=items.device).unsqueeze(0) < lengths.unsqueeze(1)
         mask = () if self.masking is None else (self.masking(lengths, items.shape[1], self.generator),)
         hidden = self.encode(items, lengths, *mask)[real]  # (N, H), N real positions
+        seen = self.seen_items(self._prefixes(items)[real]) if self.seen_bias_raw is not None else None
         if self.train_negatives:
-            return self.sampled_softmax_loss(hidden, targets[real], self.train_negatives, self.generator)
-        return nn.functional.cross_entropy(self.catalogue_scores(hidden), targets[real])
+            return self.sampled_softmax_loss(hidden, targets[real], self.train_negatives, self.generator, seen)
+        return nn.functional.cross_entropy(self.catalogue_scores(hidden, seen), targets[real])
+
+    @staticmethod
+    def _prefixes(items: torch.Tensor) -> torch.Tensor:
+        """``(B, L)`` histories -> ``(B, L, L)``: row t holds the items up to position t, 0 after it (the
+        items a user has when the prediction at t is made; a masked input item is still one of them)."""
+        later = torch.ones(items.shape[1], items.shape[1], dtype=torch.bool, device=items.device).triu(1)
+        return items.unsqueeze(1).expand(-1, items.shape[1], -1).masked_fill(later, 0)
 
     def full_sort_predict(self, interaction):
-        hidden = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        return self.catalogue_scores(hidden)  # (B, n_items)
+        items = interaction[self.ITEM_SEQ]
+        hidden = self.forward(items, interaction[self.ITEM_SEQ_LEN])
+        return self.catalogue_scores(hidden, self.seen_items(items))  # (B, n_items)
 
     def predict(self, interaction):
         scores = self.full_sort_predict(interaction)

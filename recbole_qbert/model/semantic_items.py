@@ -6,14 +6,21 @@ optionally plus a free ID embedding and a learned linear map of the item's stage
 composed embeddings plus a score bias. Without the ID embedding nothing is indexed by item id (the bias
 is per code too), so an item is its codes alone and an item never trained on can still be recommended.
 
+With ``seen_item_bias`` one learned scalar is added to the score of every item already in the history
+the prediction is made from: the model learns how likely a user is to pick an item again (on catalogues
+without repeats it turns strongly negative, so the ranking stops spending top slots on items the user
+has), which an embedding dot product can only approximate.
+
 Config keys: ``hidden_size``, ``use_id_embedding`` (bool), ``use_semantic_ids`` (bool; False is the
 ID-only control, which needs ``use_id_embedding``), ``content_features`` (list of feature tables, read by
-the dataset), ``initializer_range``.
+the dataset), ``seen_item_bias`` (bool), ``initializer_range``.
 """
 import torch
 from torch import nn
 
 from recbole_qbert.errors import QBertError
+
+SEEN_BIAS_SCALE = 100.0  # see SemanticItemsMixin.seen_bias
 
 
 class SemanticItemsMixin:
@@ -23,7 +30,8 @@ class SemanticItemsMixin:
     ``code_embeddings`` (one ``(codebook_size + 1, H)`` table per level, row 0 padding),
     ``id_embedding`` (``(n_items, H)`` or None), ``output_bias`` (``(n_items,)``, with the ID embedding)
     or ``code_biases`` (one ``(codebook_size + 1, 1)`` table per level, without it),
-    ``content_projection`` (``Linear(D, H)`` over the dataset's ``item_content``, or None).
+    ``content_projection`` (``Linear(D, H)`` over the dataset's ``item_content``, or None),
+    ``seen_bias_raw`` (scalar, or None; the offset is :attr:`seen_bias`).
     """
 
     def build_item_tables(self, config, dataset) -> None:
@@ -49,6 +57,8 @@ class SemanticItemsMixin:
         self.output_bias = nn.Parameter(torch.zeros(self.n_items)) if use_id else None
         self.code_biases = None if use_id else nn.ModuleList(
             nn.Embedding(size + 1, 1, padding_idx=0) for size in self.codebook_sizes)
+        # starts at 0 (no prior on repeats); a plain parameter, so _init_weights leaves it alone
+        self.seen_bias_raw = nn.Parameter(torch.zeros(())) if config["seen_item_bias"] else None
 
     def reset_item_biases(self) -> None:
         """Biases start at zero (after ``apply(_init_weights)``, which draws every embedding)."""
@@ -93,21 +103,45 @@ class SemanticItemsMixin:
         """``(n_items,)``, row 0 the padding item."""
         return self.item_biases(torch.arange(self.n_items, device=self.item_codes.device))
 
+    @property
+    def seen_bias(self):
+        """The learned seen-item offset (a scalar tensor), or None. Adam moves a parameter by about the
+        learning rate per step, far too slowly for an offset that must reach the scale of the scores
+        (~10): the parameter is scaled so that it gets there within an epoch or two."""
+        return None if self.seen_bias_raw is None else SEEN_BIAS_SCALE * self.seen_bias_raw
+
+    def seen_items(self, histories: torch.Tensor):
+        """Histories ``(N, T)`` of item ids (0 = padding) -> ``(N, n_items)`` bool, True for the items of
+        each row's history; None without ``seen_item_bias``."""
+        if self.seen_bias_raw is None:
+            return None
+        seen = torch.zeros(len(histories), self.n_items, dtype=torch.bool, device=histories.device)
+        seen.scatter_(1, histories, True)
+        seen[:, 0] = False
+        return seen
+
     def sampled_softmax_loss(self, hidden: torch.Tensor, targets: torch.Tensor, n_negatives: int,
-                             generator: torch.Generator) -> torch.Tensor:
+                             generator: torch.Generator, seen=None) -> torch.Tensor:
         """Cross-entropy of hidden states ``(N, H)`` over their targets ``(N,)`` and ``n_negatives`` items
         drawn uniformly from the catalogue, shared by all N rows: ``(N, 1 + n_negatives)`` scores instead of
         ``(N, n_items)``. A negative equal to a row's target is left out of that row. Uniform draws need
-        no log-probability correction (it is the same constant for every candidate)."""
+        no log-probability correction (it is the same constant for every candidate). ``seen``: as for
+        :meth:`catalogue_scores`."""
         negatives = torch.randint(1, self.n_items, (n_negatives,), generator=generator, device=hidden.device)
         positive = ((hidden * self.item_embeddings(targets)).sum(-1) + self.item_biases(targets)).unsqueeze(1)
         negative = hidden @ self.item_embeddings(negatives).T + self.item_biases(negatives)  # (N, n_negatives)
+        if seen is not None:
+            positive = positive + self.seen_bias * seen.gather(1, targets.unsqueeze(1))
+            negative = negative + self.seen_bias * seen[:, negatives]
         negative = negative.masked_fill(negatives.unsqueeze(0) == targets.unsqueeze(1), float("-inf"))
         scores = torch.cat([positive, negative], dim=1)
         return nn.functional.cross_entropy(scores, torch.zeros_like(targets))
 
-    def catalogue_scores(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Hidden states ``(N, H)`` -> scores over the catalogue ``(N, n_items)``; the padding item never wins."""
+    def catalogue_scores(self, hidden: torch.Tensor, seen=None) -> torch.Tensor:
+        """Hidden states ``(N, H)`` -> scores over the catalogue ``(N, n_items)``; the padding item never wins.
+        ``seen`` ``(N, n_items)`` (from :meth:`seen_items`) adds the seen-item bias to each row's history."""
         scores = hidden @ self.all_item_embeddings().T + self.all_item_biases()
+        if seen is not None:
+            scores = scores + self.seen_bias * seen
         scores[:, 0] = float("-inf")
         return scores
