@@ -113,10 +113,14 @@ def test_length_buckets_give_the_same_hidden_states_as_full_padding(tiny_data, s
     assert torch.allclose(full[real], bucketed[real], atol=1e-5)
 
 
-def test_a_masked_item_is_hidden_from_the_model(tiny_data, sid_file, in_tmp):
+@pytest.mark.parametrize("seen_item_bias", [False, True])
+def test_a_masked_item_is_hidden_from_the_model(tiny_data, sid_file, in_tmp, seen_item_bias):
     """Changing the item at a masked position changes neither the hidden states nor the scores the
-    model predicts there; changing an unmasked item does (attention is bidirectional)."""
-    model, _ = build_tiny_model("QBERT4Rec", tiny_data, sid_file)
+    model predicts there (the seen-item bias included); changing an unmasked item does (attention is
+    bidirectional)."""
+    model, _ = build_tiny_model("QBERT4Rec", tiny_data, sid_file, seen_item_bias=seen_item_bias)
+    if seen_item_bias:
+        model.seen_bias_raw.data.fill_(-0.05)
     items = torch.tensor([[3, 4, 5, 6, 7, 8, 0]])
     lengths = torch.tensor([6])
     mask = torch.tensor([[False, True, False, False, True, False, False]])
@@ -126,14 +130,25 @@ def test_a_masked_item_is_hidden_from_the_model(tiny_data, sid_file, in_tmp):
     with torch.no_grad():
         base, masked, unmasked = (model.encode(x, lengths, mask) for x in (items, masked_changed, unmasked_changed))
         assert torch.allclose(base, masked, atol=1e-6)
-        assert torch.allclose(model.catalogue_scores(base[mask]), model.catalogue_scores(masked[mask]), atol=1e-6)
+        assert torch.allclose(model.masked_scores(items, lengths, mask),
+                              model.masked_scores(masked_changed, lengths, mask), atol=1e-6)
         assert not torch.allclose(base[mask], unmasked[mask], atol=1e-4)
+        if seen_item_bias:  # the unmasked items, and only they, carry the offset
+            offset = model.masked_scores(items, lengths, mask) - model.catalogue_scores(base[mask])
+            expected = torch.zeros_like(offset)
+            expected[:, [3, 5, 6, 8]] = model.seen_bias.item()
+            assert torch.allclose(offset[:, 1:], expected[:, 1:], atol=1e-5)
 
 
-def test_finetuning_scores_the_last_position_as_full_sort_predict_does(tiny_data, sid_file, in_tmp):
+@pytest.mark.parametrize("seen_item_bias", [False, True])
+def test_finetuning_scores_the_last_position_as_full_sort_predict_does(tiny_data, sid_file, in_tmp, seen_item_bias):
     """In fine-tuning (mask the slot after the history) the training loss of each user is the
-    cross-entropy of ``full_sort_predict``'s scores at the training target: train and inference agree."""
-    model, train = build_tiny_model("QBERT4Rec", tiny_data, sid_file, train_stage="finetune")
+    cross-entropy of ``full_sort_predict``'s scores at the training target: train and inference agree
+    (with the seen-item bias, on the history as the seen items too)."""
+    model, train = build_tiny_model("QBERT4Rec", tiny_data, sid_file, train_stage="finetune",
+                                    seen_item_bias=seen_item_bias)
+    if seen_item_bias:
+        model.seen_bias_raw.data.fill_(-0.05)
     batch = next(iter(train))
     with torch.no_grad():
         scores = model.full_sort_predict(batch)

@@ -18,7 +18,9 @@ with the target appended, of which the masking strategy hides several positions.
 strategy is drawn per sequence from ``mask_strategies`` (random cloze, span, tail, multi-region); in
 fine-tuning only the last position is masked, exactly as at inference. With ``finetune_from`` one run
 does both: it pretrains, then switches to fine-tuning once that share of its epochs or time budget is
-spent (the trainer reports progress through :meth:`QBERT4Rec.on_training_progress`).
+spent (the trainer reports progress through :meth:`QBERT4Rec.on_training_progress`). ``seen_item_bias``
+learns one score offset for the items a sequence visibly holds
+(:class:`~recbole_qbert.model.semantic_items.SemanticItemsMixin`).
 """
 import torch
 from recbole.model.abstract_recommender import SequentialRecommender
@@ -122,20 +124,28 @@ class QBERT4Rec(SemanticItemsMixin, SequentialRecommender):
         items[torch.arange(len(items), device=items.device), length] = fill
         return items, length + 1
 
+    def masked_scores(self, items: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Scores over the catalogue ``(M, n_items)`` at the M positions of ``mask`` ``(B, T)``, row-major.
+        With ``seen_item_bias`` a row's seen items are its sequence's unmasked ones (a masked item is as
+        hidden from the bias as from the encoder)."""
+        hidden = self.encode(items, lengths, mask)
+        seen = None
+        if self.seen_bias_raw is not None:
+            seen = self.seen_items(items.masked_fill(mask, 0)[mask.nonzero(as_tuple=True)[0]])
+        return self.catalogue_scores(hidden[mask], seen)
+
     # -- RecBole interface -----------------------------------------------------------------------
     def calculate_loss(self, interaction):
         items, lengths = self._with_slot(interaction, interaction[self.POS_ITEM_ID])
         mask = self.masking(lengths, items.shape[1], self.generator)
-        hidden = self.encode(items, lengths, mask)
-        return nn.functional.cross_entropy(self.catalogue_scores(hidden[mask]), items[mask])
+        return nn.functional.cross_entropy(self.masked_scores(items, lengths, mask), items[mask])
 
     def full_sort_predict(self, interaction):
         length = interaction[self.ITEM_SEQ_LEN]
         items, lengths = self._with_slot(interaction, torch.zeros_like(length))
         mask = torch.zeros_like(items, dtype=torch.bool)
         mask[torch.arange(len(items), device=items.device), length] = True
-        hidden = self.encode(items, lengths, mask)
-        return self.catalogue_scores(hidden[mask])  # (B, n_items)
+        return self.masked_scores(items, lengths, mask)  # (B, n_items)
 
     def predict(self, interaction):
         scores = self.full_sort_predict(interaction)
