@@ -8,6 +8,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
+import history_in_ranking  # noqa: E402
 import time_to_quality  # noqa: E402
 import tuning_log  # noqa: E402
 
@@ -71,3 +72,20 @@ def test_tuning_log_chooses_by_validation_only_per_family(tmp_path, monkeypatch)
     chosen = json.loads((tmp_path / "log.json").read_text())["chosen"]
     assert chosen == {"SASRec": "A-h128", 'SASRec {"n_layers": 1}': "B-h64"}
     assert "| **0.3100** |" in (tmp_path / "log.md").read_text()
+
+
+def test_history_in_ranking_matches_the_run_record_and_the_filter_protocol(tiny_data, tmp_path, in_tmp, capsys):
+    """The kept figures are the run's own test metrics; the filtered ones are what a run with
+    eval_filter_history reports for the same model (tiny users never repeat, so they are higher)."""
+    from fixtures.tiny import tiny_overrides
+    from recbole_qbert.runner import run
+
+    record = run("SASRec", "tiny", overrides=tiny_overrides(tiny_data, epochs=2), run_dir=tmp_path / "run")
+    out = tmp_path / "history.json"
+    assert history_in_ranking.main([str(tmp_path / "run"), "--out", str(out)]) == 0
+    result = json.loads(out.read_text())[str(tmp_path / "run")]
+    assert result["test"]["kept"]["ndcg@10"] == pytest.approx(record["test"]["ndcg@10"], abs=1e-4)
+    assert result["test"]["filtered"]["recall@10"] > result["test"]["kept"]["recall@10"]
+    assert "filtered" in capsys.readouterr().out
+    assert history_in_ranking.main([str(tmp_path / "nothing"), "--out", str(out)]) == 2
+    assert "nothing/best.pth: no such checkpoint" in capsys.readouterr().err
