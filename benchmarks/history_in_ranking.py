@@ -48,20 +48,22 @@ def main(argv=None) -> int:
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (the --checkpoint_dir of a run)")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "results/benchmarks/history-in-ranking.json")
     args = parser.parse_args(argv)
-    try:
-        results = {}
-        for run_dir in args.runs:
+    results, failed = {}, 0
+    for run_dir in args.runs:  # a run that cannot be read is reported and skipped, the others still count
+        try:
             r = results[str(run_dir)] = evaluate_both_ways(run_dir)
-            kept, filtered = r["test"]["kept"], r["test"]["filtered"]
-            print(f"{run_dir}: test NDCG@10 {kept['ndcg@10']:.4f} kept, {filtered['ndcg@10']:.4f} filtered "
-                  f"({filtered['ndcg@10'] / kept['ndcg@10'] - 1:+.0%}); Recall@10 {kept['recall@10']:.4f}, "
-                  f"{filtered['recall@10']:.4f}", flush=True)
-    except QBertError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    write_json(args.out, results)
-    print(f"wrote {args.out}")
-    return 0
+        except QBertError as e:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            failed += 1
+            continue
+        kept, filtered = r["test"]["kept"], r["test"]["filtered"]
+        print(f"{run_dir}: test NDCG@10 {kept['ndcg@10']:.4f} kept, {filtered['ndcg@10']:.4f} filtered "
+              f"({filtered['ndcg@10'] / kept['ndcg@10'] - 1:+.0%}); Recall@10 {kept['recall@10']:.4f}, "
+              f"{filtered['recall@10']:.4f}", flush=True)
+    if results:
+        write_json(args.out, results)
+        print(f"wrote {args.out}")
+    return 2 if failed else 0
 
 
 if __name__ == "__main__":

@@ -87,5 +87,7 @@ def test_history_in_ranking_matches_the_run_record_and_the_filter_protocol(tiny_
     assert result["test"]["kept"]["ndcg@10"] == pytest.approx(record["test"]["ndcg@10"], abs=1e-4)
     assert result["test"]["filtered"]["recall@10"] > result["test"]["kept"]["recall@10"]
     assert "filtered" in capsys.readouterr().out
-    assert history_in_ranking.main([str(tmp_path / "nothing"), "--out", str(out)]) == 2
+    # a run folder without a checkpoint is named and skipped; the readable run is still written
+    assert history_in_ranking.main([str(tmp_path / "nothing"), str(tmp_path / "run"), "--out", str(out)]) == 2
     assert "nothing/best.pth: no such checkpoint" in capsys.readouterr().err
+    assert list(json.loads(out.read_text())) == [str(tmp_path / "run")]
