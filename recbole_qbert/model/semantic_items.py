@@ -111,14 +111,15 @@ class SemanticItemsMixin:
         return None if self.seen_bias_raw is None else SEEN_BIAS_SCALE * self.seen_bias_raw
 
     def seen_items(self, histories: torch.Tensor):
-        """Histories ``(N, T)`` of item ids (0 = padding) -> ``(N, n_items)`` bool, True for the items of
-        each row's history; None without ``seen_item_bias``."""
+        """Histories ``(N, T)`` of item ids (0 = padding) -> ``(N, T)`` the distinct items of each row, a
+        repeat replaced by 0 so that an item gets the offset once; None without ``seen_item_bias``. Item ids,
+        not an ``(N, n_items)`` mask: adding the offset then costs O(N T), not another pass over the scores."""
         if self.seen_bias_raw is None:
             return None
-        seen = torch.zeros(len(histories), self.n_items, dtype=torch.bool, device=histories.device)
-        seen.scatter_(1, histories, True)
-        seen[:, 0] = False
-        return seen
+        items = histories.sort(dim=1).values
+        repeat = torch.zeros_like(items, dtype=torch.bool)
+        repeat[:, 1:] = items[:, 1:] == items[:, :-1]
+        return items.masked_fill(repeat, 0)
 
     def sampled_softmax_loss(self, hidden: torch.Tensor, targets: torch.Tensor, n_negatives: int,
                              generator: torch.Generator, seen=None) -> torch.Tensor:
@@ -131,17 +132,18 @@ class SemanticItemsMixin:
         positive = ((hidden * self.item_embeddings(targets)).sum(-1) + self.item_biases(targets)).unsqueeze(1)
         negative = hidden @ self.item_embeddings(negatives).T + self.item_biases(negatives)  # (N, n_negatives)
         if seen is not None:
-            positive = positive + self.seen_bias * seen.gather(1, targets.unsqueeze(1))
-            negative = negative + self.seen_bias * seen[:, negatives]
+            positive = positive + self.seen_bias * (seen == targets.unsqueeze(1)).any(1, keepdim=True)
+            seen_mask = torch.zeros(len(seen), self.n_items, dtype=torch.bool, device=seen.device)
+            negative = negative + self.seen_bias * seen_mask.scatter_(1, seen, True)[:, negatives]
         negative = negative.masked_fill(negatives.unsqueeze(0) == targets.unsqueeze(1), float("-inf"))
         scores = torch.cat([positive, negative], dim=1)
         return nn.functional.cross_entropy(scores, torch.zeros_like(targets))
 
     def catalogue_scores(self, hidden: torch.Tensor, seen=None) -> torch.Tensor:
         """Hidden states ``(N, H)`` -> scores over the catalogue ``(N, n_items)``; the padding item never wins.
-        ``seen`` ``(N, n_items)`` (from :meth:`seen_items`) adds the seen-item bias to each row's history."""
+        ``seen`` ``(N, T)`` (from :meth:`seen_items`) adds the seen-item bias to each row's history items."""
         scores = hidden @ self.all_item_embeddings().T + self.all_item_biases()
-        if seen is not None:
-            scores = scores + self.seen_bias * seen
+        if seen is not None:  # padding entries add to item 0, overwritten below
+            scores = scores.scatter_add(1, seen, self.seen_bias.expand(seen.shape))
         scores[:, 0] = float("-inf")
         return scores
