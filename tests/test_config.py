@@ -95,6 +95,19 @@ def test_keys_added_later_leave_the_hash_alone_while_switched_off():
     assert config_hash(qsasrec(**start)) != config_hash(qsasrec(pretrained_parts=["trm_encoder"], **start))
 
 
+def test_qbert4rec_post_norm_hashes_as_before_the_key_existed():
+    def qbert4rec(**overrides):
+        return build_config(resolve_model("QBERT4Rec"), "ml-100k", [], overrides, own_model=True)
+
+    before = qbert4rec()
+    del before.final_config_dict["transformer_norm"]
+    assert config_hash(qbert4rec()) == config_hash(before)
+    assert config_hash(qbert4rec(transformer_norm="pre")) != config_hash(before)
+    qsasrec, without = (build_config(resolve_model("QSASRec"), "ml-100k", [], {}, own_model=True) for _ in "ab")
+    del without.final_config_dict["transformer_norm"]  # QSASRec's records were made with the key
+    assert config_hash(qsasrec) != config_hash(without)
+
+
 def test_unknown_model_suggests_a_name():
     with pytest.raises(QBertError, match="unknown model 'SASrec'; did you mean SASRec"):
         resolve_model("SASrec")

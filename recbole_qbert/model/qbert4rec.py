@@ -20,7 +20,8 @@ fine-tuning only the last position is masked, exactly as at inference. With ``fi
 does both: it pretrains, then switches to fine-tuning once that share of its epochs or time budget is
 spent (the trainer reports progress through :meth:`QBERT4Rec.on_training_progress`). ``seen_item_bias``
 learns one score offset for the items a sequence visibly holds
-(:class:`~recbole_qbert.model.semantic_items.SemanticItemsMixin`).
+(:class:`~recbole_qbert.model.semantic_items.SemanticItemsMixin`). ``transformer_norm: pre`` swaps BERT's
+post-norm layers for pre-norm ones (:mod:`recbole_qbert.model.prenorm`), as QSASRec can.
 """
 import torch
 from recbole.model.abstract_recommender import SequentialRecommender
@@ -31,6 +32,7 @@ from torch import nn
 from recbole_qbert.errors import QBertError
 from recbole_qbert.model.masking import MaskMixture, build_strategy, mask_generator
 from recbole_qbert.model.length_buckets import encode_by_length
+from recbole_qbert.model.prenorm import PreNormTransformer
 from recbole_qbert.model.pretrained import load_pretrained_from_config
 from recbole_qbert.data.qbert4rec_dataset import QBERT4RecDataset
 from recbole_qbert.model.semantic_items import SemanticItemsMixin
@@ -55,12 +57,15 @@ class QBERT4Rec(SemanticItemsMixin, SequentialRecommender):
         self.mask_embedding = nn.Parameter(torch.zeros(self.hidden_size))
         # history (<= MAX_ITEM_LIST_LENGTH items) plus the slot being predicted
         self.position_embedding = nn.Embedding(self.max_seq_length + 1, self.hidden_size)
-        self.trm_encoder = TransformerEncoder(
-            n_layers=config["n_layers"], n_heads=config["n_heads"], hidden_size=self.hidden_size,
-            inner_size=config["inner_size"], hidden_dropout_prob=config["hidden_dropout_prob"],
-            attn_dropout_prob=config["attn_dropout_prob"], hidden_act=config["hidden_act"],
-            layer_norm_eps=config["layer_norm_eps"])
-        self.LayerNorm = nn.LayerNorm(self.hidden_size, eps=config["layer_norm_eps"])
+        layers = dict(n_layers=config["n_layers"], n_heads=config["n_heads"], hidden_size=self.hidden_size,
+                      inner_size=config["inner_size"], hidden_dropout_prob=config["hidden_dropout_prob"],
+                      attn_dropout_prob=config["attn_dropout_prob"], layer_norm_eps=config["layer_norm_eps"])
+        self.pre_norm = config["transformer_norm"] == "pre"  # post|pre, checked with the config
+        if self.pre_norm:  # the last layer's norm replaces the input norm; GELU feed-forward
+            self.trm_encoder = PreNormTransformer(**layers)
+        else:
+            self.trm_encoder = TransformerEncoder(hidden_act=config["hidden_act"], **layers)
+            self.LayerNorm = nn.LayerNorm(self.hidden_size, eps=config["layer_norm_eps"])
         self.dropout = nn.Dropout(config["hidden_dropout_prob"])
         self.initializer_range = config["initializer_range"]
         self.apply(self._init_weights)
@@ -105,10 +110,12 @@ class QBERT4Rec(SemanticItemsMixin, SequentialRecommender):
         emb = self.item_embeddings(items)
         emb = torch.where(mask.unsqueeze(-1), self.mask_embedding.expand_as(emb), emb)
         positions = torch.arange(items.shape[1], device=items.device)
-        x = self.dropout(self.LayerNorm(emb + self.position_embedding(positions).unsqueeze(0)))
+        x = emb + self.position_embedding(positions).unsqueeze(0)
         real = positions.unsqueeze(0) < lengths.unsqueeze(1)  # bidirectional: only padding is hidden
-        attention = (~real).to(x.dtype).mul(-10000.0)[:, None, None, :]
-        return self.trm_encoder(x, attention, output_all_encoded_layers=False)[-1]
+        attention = (~real).to(x.dtype).mul(-10000.0)[:, None, None, :]  # (B, 1, 1, T)
+        if self.pre_norm:
+            return self.trm_encoder(self.dropout(x), attention)
+        return self.trm_encoder(self.dropout(self.LayerNorm(x)), attention, output_all_encoded_layers=False)[-1]
 
     def encode(self, items: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """:meth:`forward` over length buckets: the same hidden states ``(B, T, H)`` (zeros on padding),
