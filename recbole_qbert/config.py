@@ -108,20 +108,47 @@ def _yaml_keys(paths: Iterable[Path]) -> set:
     return keys
 
 
-def known_keys() -> set:
-    """Every config key RecBole 1.2.1 or this project reads (all models' keys, so that one profile can
-    serve several models)."""
+def _shared_keys() -> set:
+    """Keys every model may read: RecBole's own (any of its model files too) and ``overall.yaml``'s."""
     from recbole.utils import argument_list
 
-    rb = _recbole_properties()
     keys = set(_RECBOLE_INTERNAL_KEYS)
     for name in ("general_arguments", "training_arguments", "evaluation_arguments", "dataset_arguments"):
         keys.update(getattr(argument_list, name))
-    keys |= _yaml_keys(rb.rglob("*.yaml"))
-    keys |= _yaml_keys([PROPERTIES / "overall.yaml"])  # not the stage configs: RecBole never reads them
-    keys |= _yaml_keys(PROPERTIES.glob("model/*.yaml"))
-    keys |= _yaml_keys(PROPERTIES.glob("dataset/*.yaml"))
-    return keys
+    keys |= _yaml_keys(_recbole_properties().rglob("*.yaml"))
+    return keys | _yaml_keys([PROPERTIES / "overall.yaml"])  # not the stage configs: RecBole never reads them
+
+
+def known_keys() -> set:
+    """Every config key RecBole 1.2.1 or this project reads (all models' keys, so that one profile can
+    serve several models)."""
+    return _shared_keys() | _yaml_keys(PROPERTIES.glob("model/*.yaml")) | _yaml_keys(PROPERTIES.glob("dataset/*.yaml"))
+
+
+@functools.lru_cache(maxsize=1)
+def model_only_keys() -> Dict[str, List[str]]:
+    """``key -> [models]`` for the keys that only this project's model YAML files declare: a model whose
+    own file lacks one of them never reads it."""
+    shared, owners = _shared_keys(), {}
+    for f in sorted(PROPERTIES.glob("model/*.yaml")):
+        for key in load_yaml(f):
+            if key not in shared:
+                owners.setdefault(key, []).append(f.stem)
+    return owners
+
+
+def check_model_reads(config: Dict, model_name: str, source: str) -> None:
+    """A key given for ``model_name`` alone (command line, a leaderboard row) that only other models read
+    would change nothing: one line naming ``source`` and the models that read it. Models without a YAML
+    file here or in RecBole (a user's own plugin) are not checked: what they read is not declared."""
+    declared = [PROPERTIES / "model" / f"{model_name}.yaml", _recbole_properties() / "model" / f"{model_name}.yaml"]
+    if not any(f.is_file() for f in declared):
+        return
+    owners = model_only_keys()
+    for key in config:
+        if key in owners and model_name not in owners[key]:
+            raise QBertError(f"{source}: config key '{key}' is not read by {model_name} "
+                             f"(only by {', '.join(owners[key])})")
 
 
 @functools.lru_cache(maxsize=1)
@@ -220,6 +247,7 @@ def build_config(model_class, dataset: str, config_files: Sequence = (),
         check_keys(content, str(f), known)
         merged.update(check_values(content, declared, str(f)))
     check_keys(overrides, "command line", known)
+    check_model_reads(overrides, model_class.__name__, "command line")
     overrides = check_values(overrides, declared, "command line")
     merged.update(overrides)
     for key in _PICKLE_KEYS:

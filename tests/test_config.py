@@ -61,6 +61,17 @@ def test_unknown_override_key():
         sasrec_config(epoch=3)
 
 
+def test_a_key_only_other_models_read_is_an_error_not_a_silent_no_op():
+    with pytest.raises(QBertError, match=r"command line: config key 'seen_item_bias' is not read by SASRec "
+                                         r"\(only by QBERT4Rec, QSASRec\)"):
+        sasrec_config(seen_item_bias=True)
+    with pytest.raises(QBertError, match="'input_mask_strategies' is not read by QBERT4Rec"):
+        build_config(resolve_model("QBERT4Rec"), "ml-100k", [], {"input_mask_strategies": {"random": 1.0}},
+                     own_model=True)
+    qbert = build_config(resolve_model("QBERT4Rec"), "ml-100k", [], {"transformer_norm": "pre"}, own_model=True)
+    assert qbert["transformer_norm"] == "pre"
+
+
 def test_pickle_options_are_refused():
     with pytest.raises(QBertError, match="pickle"):
         sasrec_config(save_dataset=True)

@@ -32,6 +32,8 @@ def make_spec(path, tmp_path):
     ({"dataset": "x", "models": ["SASRec"], "seeds": [1], "model_config": {"BERT4Rec": {}}},
      "model_config names 'BERT4Rec'"),
     ({"dataset": "x", "models": [{"name": "Q-random"}], "seeds": [1]}, "variant needs 'name' and 'model'"),
+    ({"dataset": "x", "models": [{"name": "S", "model": "SASRec", "config": {"seen_item_bias": True}}],
+      "seeds": [1]}, "model 'S': config key 'seen_item_bias' is not read by SASRec"),
     ({"dataset": "x", "models": ["SASRec", {"name": "SASRec", "model": "SASRec"}], "seeds": [1]}, "listed twice"),
 ])
 def test_bad_spec(tmp_path, content, message):

@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from recbole_qbert.config import PROJECT_ROOT, load_spec_yaml
+from recbole_qbert.config import PROJECT_ROOT, check_model_reads, load_spec_yaml
 from recbole_qbert.errors import QBertError
 from recbole_qbert.run_record import command_line
 
@@ -94,9 +94,10 @@ def load_spec(path, out: Optional[str] = None, overrides: Optional[Dict] = None)
         if name in names:
             raise QBertError(f"{path}: model '{name}' is listed twice")
         names.append(name)
-    for model in model_config:
+    for model, config in model_config.items():
         if model not in names:
             raise QBertError(f"{path}: model_config names '{model}', which is not in models")
+        check_model_reads(config, model_class.get(model, model), f"{path}: model '{model}'")
     name = data.get("name") or Path(path).stem
     base = Path(path).resolve().parent
     return Spec(
