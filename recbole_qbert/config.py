@@ -141,8 +141,9 @@ def check_model_reads(config: Dict, model_name: str, source: str) -> None:
     """A key given for ``model_name`` alone (command line, a leaderboard row) that only other models read
     would change nothing: one line naming ``source`` and the models that read it. Models without a YAML
     file here or in RecBole (a user's own plugin) are not checked: what they read is not declared."""
-    declared = [PROPERTIES / "model" / f"{model_name}.yaml", _recbole_properties() / "model" / f"{model_name}.yaml"]
-    if not any(f.is_file() for f in declared):
+    from recbole_qbert.model_registry import recbole_model_names
+
+    if not (PROPERTIES / "model" / f"{model_name}.yaml").is_file() and model_name not in recbole_model_names():
         return
     owners = model_only_keys()
     for key in config:
