@@ -111,11 +111,9 @@ def test_two_process_distributed_training_on_gloo(tiny_data, sid_file, tmp_path,
     assert len(Recommender.from_run(tmp_path / "ddp").for_user("u1", k=3).items) == 3
 
 
-@pytest.mark.parametrize("norm, alignment", [("post", "left"), ("pre", "left"), ("pre", "right")])
-def test_length_buckets_give_the_same_hidden_states_as_full_padding(tiny_data, sid_file, tmp_path, in_tmp, norm,
-                                                                     alignment):
-    model, _ = build_tiny_model("QBERT4Rec", tiny_data, sid_file, transformer_norm=norm,
-                                position_alignment=alignment)
+@pytest.mark.parametrize("norm", ["post", "pre"])
+def test_length_buckets_give_the_same_hidden_states_as_full_padding(tiny_data, sid_file, tmp_path, in_tmp, norm):
+    model, _ = build_tiny_model("QBERT4Rec", tiny_data, sid_file, transformer_norm=norm)
     g = torch.Generator().manual_seed(0)
     lengths = torch.randint(1, 52, (64,), generator=g)
     items = torch.randint(1, 31, (64, 51), generator=g) * (torch.arange(51) < lengths.unsqueeze(1))
@@ -124,14 +122,6 @@ def test_length_buckets_give_the_same_hidden_states_as_full_padding(tiny_data, s
         full, bucketed = model.forward(items, lengths, mask), model.encode(items, lengths, mask)
     real = torch.arange(51) < lengths.unsqueeze(1)
     assert torch.allclose(full[real], bucketed[real], atol=1e-5)
-
-
-@pytest.mark.parametrize("alignment, expected", [("left", [[0, 1, 2, 3, 4]]),
-                                                 ("right", [[2, 1, 0, 0, 0], [4, 3, 2, 1, 0]])])
-def test_position_ids_count_from_the_start_or_back_from_the_predicted_slot(tiny_data, sid_file, in_tmp, alignment,
-                                                                            expected):
-    model, _ = build_tiny_model("QBERT4Rec", tiny_data, sid_file, position_alignment=alignment)
-    assert model.position_ids(torch.tensor([3, 5]), 5).tolist() == expected
 
 
 @pytest.mark.parametrize("seen_item_bias, norm", [(False, "post"), (True, "post"), (True, "pre")])

@@ -61,7 +61,6 @@ class QBERT4Rec(SemanticItemsMixin, SequentialRecommender):
                       inner_size=config["inner_size"], hidden_dropout_prob=config["hidden_dropout_prob"],
                       attn_dropout_prob=config["attn_dropout_prob"], layer_norm_eps=config["layer_norm_eps"])
         self.pre_norm = config["transformer_norm"] == "pre"  # post|pre, checked with the config
-        self.right_aligned = config["position_alignment"] == "right"  # left|right, checked likewise
         if self.pre_norm:  # the last layer's norm replaces the input norm; GELU feed-forward
             self.trm_encoder = PreNormTransformer(**layers)
         else:
@@ -110,21 +109,13 @@ class QBERT4Rec(SemanticItemsMixin, SequentialRecommender):
         ``mask`` ``(B, T)`` replaced by the mask token; returns hidden states ``(B, T, H)``."""
         emb = self.item_embeddings(items)
         emb = torch.where(mask.unsqueeze(-1), self.mask_embedding.expand_as(emb), emb)
-        x = emb + self.position_embedding(self.position_ids(lengths, items.shape[1]))
-        real = torch.arange(items.shape[1], device=items.device) < lengths.unsqueeze(1)  # only padding is hidden
+        positions = torch.arange(items.shape[1], device=items.device)
+        x = emb + self.position_embedding(positions).unsqueeze(0)
+        real = positions.unsqueeze(0) < lengths.unsqueeze(1)  # bidirectional: only padding is hidden
         attention = (~real).to(x.dtype).mul(-10000.0)[:, None, None, :]  # (B, 1, 1, T)
         if self.pre_norm:
             return self.trm_encoder(self.dropout(x), attention)
         return self.trm_encoder(self.dropout(self.LayerNorm(x)), attention, output_all_encoded_layers=False)[-1]
-
-    def position_ids(self, lengths: torch.Tensor, width: int) -> torch.Tensor:
-        """Position ids ``(1, T)`` counted from the start, or with ``position_alignment: right`` ``(B, T)``
-        counted back from each row's last real slot (0), so the slot predicted at inference always has
-        position 0; padding gets 0 too and is never attended to."""
-        positions = torch.arange(width, device=lengths.device).unsqueeze(0)
-        if self.right_aligned:
-            return (lengths.unsqueeze(1) - 1 - positions).clamp_min(0)
-        return positions
 
     def encode(self, items: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """:meth:`forward` over length buckets: the same hidden states ``(B, T, H)`` (zeros on padding),
