@@ -9,6 +9,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import history_in_ranking  # noqa: E402
+import ranking_by_target  # noqa: E402
 import time_to_quality  # noqa: E402
 import tuning_log  # noqa: E402
 
@@ -91,3 +92,27 @@ def test_history_in_ranking_matches_the_run_record_and_the_filter_protocol(tiny_
     assert history_in_ranking.main([str(tmp_path / "nothing"), str(tmp_path / "run"), "--out", str(out)]) == 2
     assert "nothing/best.pth: no such checkpoint" in capsys.readouterr().err
     assert list(json.loads(out.read_text())) == [str(tmp_path / "run")]
+
+
+def test_ranking_by_target_splits_the_run_metrics_by_target_popularity(tiny_data, tmp_path, in_tmp, capsys):
+    """Overall NDCG@10 is the run's own (RecBole's evaluator); the bins partition the targets, so their
+    share-weighted means give it back; popularity counts only the training split."""
+    from fixtures.tiny import tiny_overrides
+    from recbole_qbert.recommend import load_data_and_model
+    from recbole_qbert.runner import run
+
+    record = run("SASRec", "tiny", overrides=tiny_overrides(tiny_data, epochs=2), run_dir=tmp_path / "run")
+    out = tmp_path / "bins.json"
+    assert ranking_by_target.main([str(tmp_path / "run"), "--out", str(out)]) == 0
+    result = json.loads(out.read_text())[str(tmp_path / "run")]
+    for split in ("valid", "test"):
+        s = result[split]
+        assert s["ndcg@10"] == pytest.approx(record[split]["ndcg@10"], abs=1e-4)
+        assert result["recbole_ndcg@10"][split] == pytest.approx(record[split]["ndcg@10"], abs=1e-4)
+        assert sum(s["share_by_bin"]) == pytest.approx(1, abs=0.01)
+        weighted = sum(v * w for v, w in zip(s["ndcg@10_by_bin"], s["share_by_bin"]) if v is not None)
+        assert weighted == pytest.approx(s["ndcg@10"], abs=2e-3)
+    dataset = load_data_and_model(tmp_path / "run" / "best.pth")[2]
+    counts = ranking_by_target.training_counts(dataset)
+    assert counts.sum() == len(dataset.inter_feat) - 2 * (dataset.user_num - 1)  # two held out per user
+    assert "target popularity bins" in capsys.readouterr().out

@@ -1,0 +1,121 @@
+"""Where a finished run wins and loses: validation and test NDCG@10 of its ``best.pth`` broken down by how
+popular the target item is in the training split (five bins, the quintiles of the dataset's validation
+and test targets, so every run on one dataset shares them), with each bin's share of the targets.
+
+    python benchmarks/ranking_by_target.py saved/leaderboard/amazon-beauty-converged/QSASRec-seed2020 [...]
+
+prints one block per run and writes ``results/benchmarks/ranking-by-target-<dataset>.json`` (``--out``).
+Ranks are computed here from ``full_sort_predict`` under RecBole's full ranking (history items kept, the
+padding item left out); the overall means are printed beside RecBole's evaluator on the same checkpoint,
+which they match up to ties. A model that leans on popularity loses more from validation to test when the test
+targets, one step later in time, are less popular.
+"""
+import argparse
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import recbole_qbert  # noqa: E402,F401  (pins the numeric kernels before numpy and torch load)
+from recbole_qbert.config import PROJECT_ROOT  # noqa: E402
+from recbole_qbert.errors import QBertError  # noqa: E402
+from recbole_qbert.safe_io import write_json  # noqa: E402
+
+N_BINS = 5
+
+
+def training_counts(dataset):
+    """Interactions per item ``(n_items,)`` in the training split: each user's history without its last
+    two interactions (leave-one-out by time: those are the validation and test targets)."""
+    import numpy as np
+
+    feat = dataset.inter_feat
+    users, items = feat[dataset.uid_field].numpy(), feat[dataset.iid_field].numpy()
+    order = np.lexsort((feat[dataset.time_field].numpy(), users))  # by user, then time (stable)
+    users, items = users[order], items[order]
+    from_end = np.zeros(len(users), dtype=np.int64)  # 0 for each user's last interaction, 1 before it, ...
+    last = np.r_[users[1:] != users[:-1], True]
+    ends = np.flatnonzero(last)
+    starts = np.r_[0, ends[:-1] + 1]
+    for s, e in zip(starts, ends):
+        from_end[s:e + 1] = np.arange(e - s, -1, -1)
+    return np.bincount(items[from_end >= 2], minlength=dataset.item_num)
+
+
+def target_ranks(model, data):
+    """``(ranks, targets)`` over one evaluation split: the number of items scored strictly above each
+    user's target, and the target item ids."""
+    import numpy as np
+    import torch
+
+    ranks, targets = [], []
+    with torch.no_grad():
+        for interaction, _, positive_u, positive_i in data:
+            scores = model.full_sort_predict(interaction.to(model.device)).view(len(interaction), -1)
+            scores[:, 0] = -math.inf
+            target = scores[positive_u, positive_i].unsqueeze(1)
+            ranks.append((scores > target).sum(1).cpu().numpy())
+            targets.append(positive_i.cpu().numpy())
+    return np.concatenate(ranks), np.concatenate(targets)
+
+
+def breakdown(run_dir: Path) -> dict:
+    import numpy as np
+
+    from recbole_qbert.recommend import load_data_and_model
+    from recbole_qbert.trainer import make_trainer
+
+    best = run_dir / "best.pth"
+    if not best.is_file():
+        raise QBertError(f"{best}: no such checkpoint (a run folder holds best.pth)")
+    config, model, dataset, _, valid, test = load_data_and_model(best)
+    counts = training_counts(dataset)
+    splits = {name: target_ranks(model, data) for name, data in (("valid", valid), ("test", test))}
+    all_targets = np.concatenate([t for _, t in splits.values()])
+    edges = np.quantile(counts[all_targets], np.linspace(0, 1, N_BINS + 1)[1:-1])
+    result = {"model": config["model"], "dataset": config["dataset"],
+              "bins": [f"<= {edges[0]:g}"] + [f"{a:g}-{b:g}" for a, b in zip(edges[:-1] + 1, edges[1:])]
+              + [f"> {edges[-1]:g}"]}
+    for name, (ranks, targets) in splits.items():
+        ndcg = np.where(ranks < 10, 1 / np.log2(ranks + 2), 0.0)
+        bins = np.searchsorted(edges, counts[targets], side="left")
+        result[name] = {"ndcg@10": round(float(ndcg.mean()), 4),
+                        "ndcg@10_by_bin": [round(float(ndcg[bins == b].mean()), 4) if (bins == b).any() else None
+                                           for b in range(N_BINS)],  # None: no target in that bin
+                        "share_by_bin": [round(float((bins == b).mean()), 3) for b in range(N_BINS)]}
+    trainer = make_trainer(config, model)  # RecBole's evaluator on the same checkpoint, as a cross-check
+    result["recbole_ndcg@10"] = {name: round(float(trainer.evaluate(data, load_best_model=False, show_progress=False)
+                                                   ["ndcg@10"]), 4) for name, data in (("valid", valid), ("test", test))}
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders (the --checkpoint_dir of a run)")
+    parser.add_argument("--out", type=Path, help="JSON file (default: results/benchmarks/ranking-by-target-<dataset>.json)")
+    args = parser.parse_args(argv)
+    results, failed = {}, 0
+    for run_dir in args.runs:  # a run that cannot be read is reported and skipped, the others still count
+        try:
+            r = results[str(run_dir)] = breakdown(run_dir)
+        except QBertError as e:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            failed += 1
+            continue
+        print(f"{run_dir}: target popularity bins {', '.join(r['bins'])}")
+        for split in ("valid", "test"):
+            s = r[split]
+            print(f"  {split}: NDCG@10 {s['ndcg@10']:.4f} (RecBole {r['recbole_ndcg@10'][split]:.4f}); by bin "
+                  + "  ".join("-" if v is None else f"{v:.4f} ({w:.0%})"
+                              for v, w in zip(s["ndcg@10_by_bin"], s["share_by_bin"])), flush=True)
+    if results:
+        datasets = sorted({r["dataset"] for r in results.values()})
+        out = args.out or PROJECT_ROOT / f"results/benchmarks/ranking-by-target-{'-'.join(datasets)}.json"
+        write_json(out, results)
+        print(f"wrote {out}")
+    return 2 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
