@@ -17,21 +17,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import recbole_qbert  # noqa: E402,F401  (pins the numeric kernels before numpy and torch load)
 from recbole_qbert.config import PROJECT_ROOT  # noqa: E402
-from recbole_qbert.errors import QBertError  # noqa: E402
 from recbole_qbert.safe_io import write_json  # noqa: E402
+from finished_runs import load_best, over_runs  # noqa: E402
 
 METRICS = ("ndcg@10", "recall@10")
 
 
 def evaluate_both_ways(run_dir: Path) -> dict:
     """``{"model", "dataset", "valid": {"kept": {...}, "filtered": {...}}, "test": ...}`` for one run."""
-    from recbole_qbert.recommend import load_data_and_model
     from recbole_qbert.trainer import make_trainer
 
-    best = run_dir / "best.pth"
-    if not best.is_file():
-        raise QBertError(f"{best}: no such checkpoint (a run folder holds best.pth)")
-    config, model, _, _, valid, test = load_data_and_model(best)
+    config, model, _, _, valid, test = load_best(run_dir)
     trainer = make_trainer(config, model)
     result = {"model": config["model"], "dataset": config["dataset"]}
     for split, data in (("valid", valid), ("test", test)):
@@ -43,23 +39,19 @@ def evaluate_both_ways(run_dir: Path) -> dict:
     return result
 
 
+def report(run_dir: Path, r: dict) -> None:
+    kept, filtered = r["test"]["kept"], r["test"]["filtered"]
+    print(f"{run_dir}: test NDCG@10 {kept['ndcg@10']:.4f} kept, {filtered['ndcg@10']:.4f} filtered "
+          f"({filtered['ndcg@10'] / kept['ndcg@10'] - 1:+.0%}); Recall@10 {kept['recall@10']:.4f}, "
+          f"{filtered['recall@10']:.4f}", flush=True)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (the --checkpoint_dir of a run)")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "results/benchmarks/history-in-ranking.json")
     args = parser.parse_args(argv)
-    results, failed = {}, 0
-    for run_dir in args.runs:  # a run that cannot be read is reported and skipped, the others still count
-        try:
-            r = results[str(run_dir)] = evaluate_both_ways(run_dir)
-        except QBertError as e:
-            print(f"error: {e}", file=sys.stderr, flush=True)
-            failed += 1
-            continue
-        kept, filtered = r["test"]["kept"], r["test"]["filtered"]
-        print(f"{run_dir}: test NDCG@10 {kept['ndcg@10']:.4f} kept, {filtered['ndcg@10']:.4f} filtered "
-              f"({filtered['ndcg@10'] / kept['ndcg@10'] - 1:+.0%}); Recall@10 {kept['recall@10']:.4f}, "
-              f"{filtered['recall@10']:.4f}", flush=True)
+    results, failed = over_runs(args.runs, evaluate_both_ways, report)
     if results:
         write_json(args.out, results)
         print(f"wrote {args.out}")

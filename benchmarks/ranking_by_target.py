@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import recbole_qbert  # noqa: E402,F401  (pins the numeric kernels before numpy and torch load)
 from recbole_qbert.config import PROJECT_ROOT  # noqa: E402
-from recbole_qbert.errors import QBertError  # noqa: E402
 from recbole_qbert.safe_io import write_json  # noqa: E402
+from finished_runs import load_best, over_runs  # noqa: E402
 
 N_BINS = 5
 
@@ -63,13 +63,9 @@ def target_ranks(model, data):
 def breakdown(run_dir: Path) -> dict:
     import numpy as np
 
-    from recbole_qbert.recommend import load_data_and_model
     from recbole_qbert.trainer import make_trainer
 
-    best = run_dir / "best.pth"
-    if not best.is_file():
-        raise QBertError(f"{best}: no such checkpoint (a run folder holds best.pth)")
-    config, model, dataset, _, valid, test = load_data_and_model(best)
+    config, model, dataset, _, valid, test = load_best(run_dir)
     counts = training_counts(dataset)
     splits = {name: target_ranks(model, data) for name, data in (("valid", valid), ("test", test))}
     all_targets = np.concatenate([t for _, t in splits.values()])
@@ -90,25 +86,21 @@ def breakdown(run_dir: Path) -> dict:
     return result
 
 
+def report(run_dir: Path, r: dict) -> None:
+    print(f"{run_dir}: target popularity bins {', '.join(r['bins'])}")
+    for split in ("valid", "test"):
+        s = r[split]
+        print(f"  {split}: NDCG@10 {s['ndcg@10']:.4f} (RecBole {r['recbole_ndcg@10'][split]:.4f}); by bin "
+              + "  ".join("-" if v is None else f"{v:.4f} ({w:.0%})"
+                          for v, w in zip(s["ndcg@10_by_bin"], s["share_by_bin"])), flush=True)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (the --checkpoint_dir of a run)")
     parser.add_argument("--out", type=Path, help="JSON file (default: results/benchmarks/ranking-by-target-<dataset>.json)")
     args = parser.parse_args(argv)
-    results, failed = {}, 0
-    for run_dir in args.runs:  # a run that cannot be read is reported and skipped, the others still count
-        try:
-            r = results[str(run_dir)] = breakdown(run_dir)
-        except QBertError as e:
-            print(f"error: {e}", file=sys.stderr, flush=True)
-            failed += 1
-            continue
-        print(f"{run_dir}: target popularity bins {', '.join(r['bins'])}")
-        for split in ("valid", "test"):
-            s = r[split]
-            print(f"  {split}: NDCG@10 {s['ndcg@10']:.4f} (RecBole {r['recbole_ndcg@10'][split]:.4f}); by bin "
-                  + "  ".join("-" if v is None else f"{v:.4f} ({w:.0%})"
-                              for v, w in zip(s["ndcg@10_by_bin"], s["share_by_bin"])), flush=True)
+    results, failed = over_runs(args.runs, breakdown, report)
     if results:
         datasets = sorted({r["dataset"] for r in results.values()})
         out = args.out or PROJECT_ROOT / f"results/benchmarks/ranking-by-target-{'-'.join(datasets)}.json"
