@@ -26,21 +26,16 @@ N_BINS = 5
 
 
 def training_counts(dataset):
-    """Interactions per item ``(n_items,)`` in the training split: each user's history without its last
-    two interactions (leave-one-out by time: those are the validation and test targets)."""
+    """Interactions per item ``(n_items,)`` in the training split, as the protocol defines it
+    (:func:`recbole_qbert.data.split.leave_one_out`: each user's last two interactions are held out)."""
     import numpy as np
 
+    from recbole_qbert.data.split import leave_one_out
+
     feat = dataset.inter_feat
-    users, items = feat[dataset.uid_field].numpy(), feat[dataset.iid_field].numpy()
-    order = np.lexsort((feat[dataset.time_field].numpy(), users))  # by user, then time (stable)
-    users, items = users[order], items[order]
-    from_end = np.zeros(len(users), dtype=np.int64)  # 0 for each user's last interaction, 1 before it, ...
-    last = np.r_[users[1:] != users[:-1], True]
-    ends = np.flatnonzero(last)
-    starts = np.r_[0, ends[:-1] + 1]
-    for s, e in zip(starts, ends):
-        from_end[s:e + 1] = np.arange(e - s, -1, -1)
-    return np.bincount(items[from_end >= 2], minlength=dataset.item_num)
+    times = feat[dataset.time_field].numpy() if dataset.time_field else None
+    train = np.concatenate([s.train for s in leave_one_out(feat[dataset.uid_field].numpy(), times)])
+    return np.bincount(feat[dataset.iid_field].numpy()[train], minlength=dataset.item_num)
 
 
 def target_ranks(model, data):
