@@ -107,15 +107,10 @@ class QBERT4Rec(SemanticItemsMixin, SequentialRecommender):
     def forward(self, items: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Encode ``items`` ``(B, T)`` (left-aligned, 0 after ``lengths`` ``(B,)``) with the positions in
         ``mask`` ``(B, T)`` replaced by the mask token; returns hidden states ``(B, T, H)``."""
-        emb = self.item_embeddings(items)
-        emb = torch.where(mask.unsqueeze(-1), self.mask_embedding.expand_as(emb), emb)
-        positions = torch.arange(items.shape[1], device=items.device)
-        x = emb + self.position_embedding(positions).unsqueeze(0)
-        real = positions.unsqueeze(0) < lengths.unsqueeze(1)  # bidirectional: only padding is hidden
-        attention = (~real).to(x.dtype).mul(-10000.0)[:, None, None, :]  # (B, 1, 1, T)
-        if self.pre_norm:
-            return self.trm_encoder(self.dropout(x), attention)
-        return self.trm_encoder(self.dropout(self.LayerNorm(x)), attention, output_all_encoded_layers=False)[-1]
+        real = torch.arange(items.shape[1], device=items.device).unsqueeze(0) < lengths.unsqueeze(1)
+        # bidirectional: only padding is hidden, (B, 1, 1, T)
+        attention = (~real).to(self.position_embedding.weight.dtype).mul(-10000.0)[:, None, None, :]
+        return self.transform(items, attention, mask)
 
     def encode(self, items: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """:meth:`forward` over length buckets: the same hidden states ``(B, T, H)`` (zeros on padding),

@@ -76,15 +76,7 @@ class QSASRec(SemanticItemsMixin, SASRec):
     def _encode_bucket(self, items: torch.Tensor, lengths: torch.Tensor, *mask: torch.Tensor) -> torch.Tensor:
         """Causal encoding of ``items`` ``(B, T)`` (left-aligned, 0 after ``lengths``), with the positions
         of an optional ``mask`` ``(B, T)`` replaced by the mask token -> ``(B, T, H)``."""
-        emb = self.item_embeddings(items)
-        if mask:
-            emb = torch.where(mask[0].unsqueeze(-1), self.mask_embedding.expand_as(emb), emb)
-        positions = torch.arange(items.shape[1], device=items.device)
-        x = emb + self.position_embedding(positions).unsqueeze(0)
-        if self.pre_norm:
-            return self.trm_encoder(self.dropout(x), self.get_attention_mask(items))
-        x = self.dropout(self.LayerNorm(x))
-        return self.trm_encoder(x, self.get_attention_mask(items), output_all_encoded_layers=False)[-1]
+        return self.transform(items, self.get_attention_mask(items), *mask)
 
     def encode(self, items: torch.Tensor, lengths: torch.Tensor, *mask: torch.Tensor) -> torch.Tensor:
         """Hidden states ``(B, T, H)`` of every position, each seeing only itself and earlier items."""

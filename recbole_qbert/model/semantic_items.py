@@ -31,7 +31,9 @@ class SemanticItemsMixin:
     ``id_embedding`` (``(n_items, H)`` or None), ``output_bias`` (``(n_items,)``, with the ID embedding)
     or ``code_biases`` (one ``(codebook_size + 1, 1)`` table per level, without it),
     ``content_projection`` (``Linear(D, H)`` over the dataset's ``item_content``, or None),
-    ``seen_bias_raw`` (scalar, or None; the offset is :attr:`seen_bias`).
+    ``seen_bias_raw`` (scalar, or None; the offset is :attr:`seen_bias`). :meth:`transform` also reads the
+    model's ``position_embedding``, ``mask_embedding``, ``dropout``, ``trm_encoder``, ``pre_norm`` and (post-norm
+    only) ``LayerNorm``.
     """
 
     def build_item_tables(self, config, dataset) -> None:
@@ -87,6 +89,21 @@ class SemanticItemsMixin:
         if self.content_projection is not None:
             emb = emb + self.content_projection(self.item_content[items])
         return emb
+
+    def transform(self, items: torch.Tensor, attention: torch.Tensor, mask: torch.Tensor = None) -> torch.Tensor:
+        """Hidden states ``(B, T, H)`` of ``items`` ``(B, T)``: composed embeddings (the positions in ``mask``
+        ``(B, T)``, when given, replaced by ``mask_embedding``) plus ``position_embedding``, through
+        ``trm_encoder`` under the additive ``attention`` mask (broadcast to ``(B, heads, T, T)``).
+        Pre-norm layers (``pre_norm``) end with their own LayerNorm; RecBole's post-norm ones take a
+        normalised input instead."""
+        emb = self.item_embeddings(items)
+        if mask is not None:
+            emb = torch.where(mask.unsqueeze(-1), self.mask_embedding.expand_as(emb), emb)
+        positions = torch.arange(items.shape[1], device=items.device)
+        x = emb + self.position_embedding(positions).unsqueeze(0)
+        if self.pre_norm:
+            return self.trm_encoder(self.dropout(x), attention)
+        return self.trm_encoder(self.dropout(self.LayerNorm(x)), attention, output_all_encoded_layers=False)[-1]
 
     def all_item_embeddings(self) -> torch.Tensor:
         """``(n_items, H)``, row 0 the padding item."""
