@@ -1,6 +1,7 @@
-"""Where a finished run wins and loses: validation and test NDCG@10 of its ``best.pth`` broken down by how
-popular the target item is in the training split (five bins, the quintiles of the dataset's validation
-and test targets, so every run on one dataset shares them), with each bin's share of the targets.
+"""Where a finished run wins and loses: validation and test NDCG@10 and Recall@10 of its ``best.pth``
+broken down by how popular the target item is in the training split (five bins, the quintiles of the
+dataset's validation and test targets, so every run on one dataset shares them), with each bin's share of
+the targets.
 
     python benchmarks/ranking_by_target.py saved/leaderboard/amazon-beauty-converged/QSASRec-seed2020 [...]
 
@@ -18,18 +19,20 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import recbole_qbert  # noqa: E402,F401  (pins the numeric kernels before numpy and torch load)
+import numpy as np  # noqa: E402
 from recbole_qbert.config import PROJECT_ROOT  # noqa: E402
 from recbole_qbert.safe_io import write_json  # noqa: E402
 from finished_runs import load_best, over_runs  # noqa: E402
 
 N_BINS = 5
+# per-target value of each metric from the number of items ranked above the target ``(N,)``
+METRICS = {"ndcg@10": lambda ranks: np.where(ranks < 10, 1 / np.log2(ranks + 2), 0.0),
+           "recall@10": lambda ranks: (ranks < 10).astype(float)}
 
 
 def training_counts(dataset):
     """Interactions per item ``(n_items,)`` in the training split, as the protocol defines it
     (:func:`recbole_qbert.data.split.leave_one_out`: each user's last two interactions are held out)."""
-    import numpy as np
-
     from recbole_qbert.data.split import leave_one_out
 
     feat = dataset.inter_feat
@@ -41,7 +44,6 @@ def training_counts(dataset):
 def target_ranks(model, data):
     """``(ranks, targets)`` over one evaluation split: the number of items scored strictly above each
     user's target, and the target item ids."""
-    import numpy as np
     import torch
 
     ranks, targets = [], []
@@ -56,8 +58,6 @@ def target_ranks(model, data):
 
 
 def breakdown(run_dir: Path) -> dict:
-    import numpy as np
-
     from recbole_qbert.trainer import make_trainer
 
     config, model, dataset, _, valid, test = load_best(run_dir)
@@ -69,15 +69,18 @@ def breakdown(run_dir: Path) -> dict:
               "bins": [f"<= {edges[0]:g}"] + [f"{a:g}-{b:g}" for a, b in zip(edges[:-1] + 1, edges[1:])]
               + [f"> {edges[-1]:g}"]}
     for name, (ranks, targets) in splits.items():
-        ndcg = np.where(ranks < 10, 1 / np.log2(ranks + 2), 0.0)
         bins = np.searchsorted(edges, counts[targets], side="left")
-        result[name] = {"ndcg@10": round(float(ndcg.mean()), 4),
-                        "ndcg@10_by_bin": [round(float(ndcg[bins == b].mean()), 4) if (bins == b).any() else None
-                                           for b in range(N_BINS)],  # None: no target in that bin
-                        "share_by_bin": [round(float((bins == b).mean()), 3) for b in range(N_BINS)]}
+        result[name] = {"share_by_bin": [round(float((bins == b).mean()), 3) for b in range(N_BINS)]}
+        for metric, per_target in METRICS.items():
+            value = per_target(ranks)
+            result[name][metric] = round(float(value.mean()), 4)
+            result[name][f"{metric}_by_bin"] = [round(float(value[bins == b].mean()), 4) if (bins == b).any()
+                                                else None for b in range(N_BINS)]  # None: no target in that bin
     trainer = make_trainer(config, model)  # RecBole's evaluator on the same checkpoint, as a cross-check
-    result["recbole_ndcg@10"] = {name: round(float(trainer.evaluate(data, load_best_model=False, show_progress=False)
-                                                   ["ndcg@10"]), 4) for name, data in (("valid", valid), ("test", test))}
+    for name, data in (("valid", valid), ("test", test)):
+        evaluated = trainer.evaluate(data, load_best_model=False, show_progress=False)
+        for metric in METRICS:
+            result.setdefault(f"recbole_{metric}", {})[name] = round(float(evaluated[metric]), 4)
     return result
 
 
@@ -85,9 +88,10 @@ def report(run_dir: Path, r: dict) -> None:
     print(f"{run_dir}: target popularity bins {', '.join(r['bins'])}")
     for split in ("valid", "test"):
         s = r[split]
-        print(f"  {split}: NDCG@10 {s['ndcg@10']:.4f} (RecBole {r['recbole_ndcg@10'][split]:.4f}); by bin "
-              + "  ".join("-" if v is None else f"{v:.4f} ({w:.0%})"
-                          for v, w in zip(s["ndcg@10_by_bin"], s["share_by_bin"])), flush=True)
+        print(f"  {split}: share of targets by bin " + "  ".join(f"{w:.0%}" for w in s["share_by_bin"]))
+        for metric in METRICS:
+            print(f"    {metric} {s[metric]:.4f} (RecBole {r['recbole_' + metric][split]:.4f}); by bin "
+                  + "  ".join("-" if v is None else f"{v:.4f}" for v in s[f"{metric}_by_bin"]), flush=True)
 
 
 def main(argv=None) -> int:

@@ -95,7 +95,7 @@ def test_history_in_ranking_matches_the_run_record_and_the_filter_protocol(tiny_
 
 
 def test_ranking_by_target_splits_the_run_metrics_by_target_popularity(tiny_data, tmp_path, in_tmp, capsys):
-    """Overall NDCG@10 is the run's own (RecBole's evaluator); the bins partition the targets, so their
+    """Overall NDCG@10 and Recall@10 are the run's own (RecBole's evaluator); the bins partition the targets, so their
     share-weighted means give it back; popularity counts only the training split."""
     from fixtures.tiny import tiny_overrides
     from recbole_qbert.recommend import load_data_and_model
@@ -107,11 +107,12 @@ def test_ranking_by_target_splits_the_run_metrics_by_target_popularity(tiny_data
     result = json.loads(out.read_text())[str(tmp_path / "run")]
     for split in ("valid", "test"):
         s = result[split]
-        assert s["ndcg@10"] == pytest.approx(record[split]["ndcg@10"], abs=1e-4)
-        assert result["recbole_ndcg@10"][split] == pytest.approx(record[split]["ndcg@10"], abs=1e-4)
         assert sum(s["share_by_bin"]) == pytest.approx(1, abs=0.01)
-        weighted = sum(v * w for v, w in zip(s["ndcg@10_by_bin"], s["share_by_bin"]) if v is not None)
-        assert weighted == pytest.approx(s["ndcg@10"], abs=2e-3)
+        for metric in ("ndcg@10", "recall@10"):
+            assert s[metric] == pytest.approx(record[split][metric], abs=1e-4)
+            assert result[f"recbole_{metric}"][split] == pytest.approx(record[split][metric], abs=1e-4)
+            weighted = sum(v * w for v, w in zip(s[f"{metric}_by_bin"], s["share_by_bin"]) if v is not None)
+            assert weighted == pytest.approx(s[metric], abs=2e-3)
     dataset = load_data_and_model(tmp_path / "run" / "best.pth")[2]
     counts = ranking_by_target.training_counts(dataset)
     assert counts.sum() == len(dataset.inter_feat) - 2 * (dataset.user_num - 1)  # two held out per user
