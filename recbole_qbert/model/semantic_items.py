@@ -150,11 +150,22 @@ class SemanticItemsMixin:
         negative = hidden @ self.item_embeddings(negatives).T + self.item_biases(negatives)  # (N, n_negatives)
         if seen is not None:
             positive = positive + self.seen_bias * (seen == targets.unsqueeze(1)).any(1, keepdim=True)
-            seen_mask = torch.zeros(len(seen), self.n_items, dtype=torch.bool, device=seen.device)
-            negative = negative + self.seen_bias * seen_mask.scatter_(1, seen, True)[:, negatives]
+            negative = negative + self.seen_bias * self._seen_among(seen, negatives)
         negative = negative.masked_fill(negatives.unsqueeze(0) == targets.unsqueeze(1), float("-inf"))
         scores = torch.cat([positive, negative], dim=1)
         return nn.functional.cross_entropy(scores, torch.zeros_like(targets))
+
+    @staticmethod
+    def _seen_among(seen: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """``(N, C)`` bool: whether candidate ``candidates[c]`` ``(C,)`` is one of row n's ``seen`` ``(N, T)``
+        items. Matched through the candidates' distinct ids, so memory is O(N (T + C)), never
+        ``(N, n_items)``, which would undo what sampling saves."""
+        distinct, column = candidates.unique(return_inverse=True)  # sorted (D,), and (C,) into it
+        at = torch.searchsorted(distinct, seen).clamp_(max=len(distinct) - 1)  # (N, T)
+        # a seen item that is no candidate (padding included) goes to a spare last column
+        at = torch.where(distinct[at] == seen, at, len(distinct))
+        hits = torch.zeros(len(seen), len(distinct) + 1, dtype=torch.bool, device=seen.device).scatter_(1, at, True)
+        return hits[:, column]
 
     def catalogue_scores(self, hidden: torch.Tensor, seen=None) -> torch.Tensor:
         """Hidden states ``(N, H)`` -> scores over the catalogue ``(N, n_items)``; the padding item never wins.
