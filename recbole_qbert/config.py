@@ -303,6 +303,7 @@ _INERT_WHEN = {
     "train_negatives": lambda plain: plain["train_negatives"] == 0,
     "seen_item_bias": lambda plain: not plain["seen_item_bias"],
     "eval_filter_history": lambda plain: not plain["eval_filter_history"],
+    "score_temperature": lambda plain: plain["score_temperature"] is None,
     # QBERT4Rec's records predate its pre-norm option; QSASRec's post-norm ones were hashed with the key
     "transformer_norm": lambda plain: plain["model"] == "QBERT4Rec" and plain["transformer_norm"] == "post",
 }

@@ -102,6 +102,8 @@ def test_keys_added_later_leave_the_hash_alone_while_switched_off():
     assert config_hash(qsasrec(train_negatives=64)) != base
     assert config_hash(qsasrec(seen_item_bias=False)) == base
     assert config_hash(qsasrec(seen_item_bias=True)) != base
+    assert config_hash(qsasrec(score_temperature=None)) == base
+    assert config_hash(qsasrec(score_temperature=0.1)) != base
     start = {"pretrained_checkpoint": "source.pth"}
     assert config_hash(qsasrec(**start)) != config_hash(qsasrec(pretrained_parts=["trm_encoder"], **start))
 

@@ -166,12 +166,12 @@ def test_content_features_alone_make_an_item_and_are_part_of_the_run_identity(ti
         build(tiny_data, sid_file, content_features=[str(other)])
 
 
-@pytest.mark.parametrize("seen_bias", [False, True])
+@pytest.mark.parametrize("seen_bias,temperature", [(False, None), (True, None), (True, 0.1)])
 def test_sampled_softmax_is_cross_entropy_over_the_target_and_the_drawn_items(tiny_data, sid_file, tmp_path,
-                                                                               in_tmp, seen_bias):
+                                                                               in_tmp, seen_bias, temperature):
     """The sampled loss scores candidates as ``catalogue_scores`` does, and a drawn item equal to a row's
     target is left out of that row (it would be its own negative)."""
-    model, _ = build(tiny_data, sid_file, seen_item_bias=seen_bias)
+    model, _ = build(tiny_data, sid_file, seen_item_bias=seen_bias, score_temperature=temperature)
     hidden = torch.randn(6, model.hidden_size)
     targets = torch.tensor([1, 2, 3, 4, 5, 6])
     generator = torch.Generator().manual_seed(0)
@@ -244,3 +244,18 @@ def test_a_text_only_source_gives_the_backbone_and_content_map_to_a_model_with_c
     assert "code_embeddings.0.weight" in mine and "code_embeddings.0.weight" not in pre
     with pytest.raises(QBertError, match="pretrained_parts: unknown part 'id_embedding'"):
         build(tiny_data, sid_file, pretrained_checkpoint=str(source), pretrained_parts=["id_embedding"], **text)
+
+
+def test_score_temperature_scores_by_cosine_over_the_temperature(tiny_data, sid_file, tmp_path, in_tmp):
+    """With ``score_temperature`` an item's score is cos(hidden, item embedding) / temperature plus its bias,
+    so it no longer grows with the norm of either vector."""
+    model, _ = build(tiny_data, sid_file, score_temperature=0.05)
+    torch.nn.init.normal_(model.output_bias)  # starts at 0, which would leave the check blind to it
+    hidden = torch.randn(4, model.hidden_size)
+    with torch.no_grad():
+        scores = model.catalogue_scores(hidden)
+        items = model.all_item_embeddings()
+        expected = torch.nn.functional.cosine_similarity(hidden.unsqueeze(1), items.unsqueeze(0), dim=-1) / 0.05
+        assert torch.allclose(scores[:, 1:], (expected + model.all_item_biases())[:, 1:], atol=1e-4)
+        assert torch.allclose(model.catalogue_scores(7.0 * hidden)[:, 1:], scores[:, 1:], atol=1e-4)
+    assert scores[:, 0].eq(float("-inf")).all()

@@ -13,7 +13,8 @@ has), which an embedding dot product can only approximate.
 
 Config keys: ``hidden_size``, ``use_id_embedding`` (bool), ``use_semantic_ids`` (bool; False is the
 ID-only control, which needs ``use_id_embedding``), ``content_features`` (list of feature tables, read by
-the dataset), ``seen_item_bias`` (bool), ``initializer_range``.
+the dataset), ``seen_item_bias`` (bool), ``score_temperature`` (float or None: cosine scores over a
+temperature instead of dot products), ``initializer_range``.
 """
 import torch
 from torch import nn
@@ -61,6 +62,7 @@ class SemanticItemsMixin:
             nn.Embedding(size + 1, 1, padding_idx=0) for size in self.codebook_sizes)
         # starts at 0 (no prior on repeats); a plain parameter, so _init_weights leaves it alone
         self.seen_bias_raw = nn.Parameter(torch.zeros(())) if config["seen_item_bias"] else None
+        self.score_temperature = config["score_temperature"]
 
     def reset_item_biases(self) -> None:
         """Biases start at zero (after ``apply(_init_weights)``, which draws every embedding)."""
@@ -146,14 +148,24 @@ class SemanticItemsMixin:
         no log-probability correction (it is the same constant for every candidate). ``seen``: as for
         :meth:`catalogue_scores`."""
         negatives = torch.randint(1, self.n_items, (n_negatives,), generator=generator, device=hidden.device)
-        positive = ((hidden * self.item_embeddings(targets)).sum(-1) + self.item_biases(targets)).unsqueeze(1)
-        negative = hidden @ self.item_embeddings(negatives).T + self.item_biases(negatives)  # (N, n_negatives)
+        hidden, target_emb, negative_emb = self._scored(hidden, self.item_embeddings(targets),
+                                                        self.item_embeddings(negatives))
+        positive = ((hidden * target_emb).sum(-1) + self.item_biases(targets)).unsqueeze(1)
+        negative = hidden @ negative_emb.T + self.item_biases(negatives)  # (N, n_negatives)
         if seen is not None:
             positive = positive + self.seen_bias * (seen == targets.unsqueeze(1)).any(1, keepdim=True)
             negative = negative + self.seen_bias * self._seen_among(seen, negatives)
         negative = negative.masked_fill(negatives.unsqueeze(0) == targets.unsqueeze(1), float("-inf"))
         scores = torch.cat([positive, negative], dim=1)
         return nn.functional.cross_entropy(scores, torch.zeros_like(targets))
+
+    def _scored(self, hidden: torch.Tensor, *item_embeddings: torch.Tensor) -> tuple:
+        """Hidden states ``(N, H)`` and item embeddings ``(..., H)`` as they enter the dot product: as they are,
+        or with ``score_temperature`` L2-normalised, the hidden states divided by the temperature."""
+        if self.score_temperature is None:
+            return (hidden, *item_embeddings)
+        return (nn.functional.normalize(hidden, dim=-1) / self.score_temperature,
+                *(nn.functional.normalize(e, dim=-1) for e in item_embeddings))
 
     @staticmethod
     def _seen_among(seen: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
@@ -170,7 +182,8 @@ class SemanticItemsMixin:
     def catalogue_scores(self, hidden: torch.Tensor, seen=None) -> torch.Tensor:
         """Hidden states ``(N, H)`` -> scores over the catalogue ``(N, n_items)``; the padding item never wins.
         ``seen`` ``(N, T)`` (from :meth:`seen_items`) adds the seen-item bias to each row's history items."""
-        scores = hidden @ self.all_item_embeddings().T + self.all_item_biases()
+        hidden, items = self._scored(hidden, self.all_item_embeddings())
+        scores = hidden @ items.T + self.all_item_biases()
         if seen is not None:  # padding entries add to item 0, overwritten below
             scores = scores.scatter_add(1, seen, self.seen_bias.expand(seen.shape))
         scores[:, 0] = float("-inf")
