@@ -148,6 +148,25 @@ def test_a_row_is_converged_only_when_every_run_stopped_early():
     assert seen(rows[1]) == "5.0 epochs, early_stopping, epochs"
 
 
+def test_a_row_with_its_own_budget_is_named_in_a_converged_table(tmp_path):
+    from recbole_qbert.leaderboard.output import render_markdown
+
+    common = {"epochs": 300, "stopping_step": 10, "train_budget_s": None, "train_budget_clock": "wall"}
+    extra = {"data": {"items": 9, "users": 4}, "machine": {"gpu": None, "cores": 2, "cpu": "x"}, "git_commit": "abc"}
+    early = dict(fake_record(1, 0.3, 0.4), stop_reason="early_stopping", budget=common, **extra)
+    capped = dict(fake_record(1, 0.1, 0.2), stop_reason="budget",
+                  budget=dict(common, train_budget_s=2400, train_budget_clock="cpu"), **extra)
+    by_model = {"SASRec": [early], "BERT4Rec": [capped]}
+    spec = load_spec(write_spec(tmp_path, tmp_path), out=str(tmp_path / "out"))
+    table = render_markdown(spec, summarise(by_model), by_model)
+    assert ("- Budget: at most 300 epochs, early stopping after 10 evaluations without gain; BERT4Rec: at most "
+            "300 epochs, early stopping after 10 evaluations without gain, at most 2400 CPU s of training per run."
+            in table)
+    # the capped row is named; the converged rows are not called an efficiency view
+    assert "- **Not converged** (stopped by budget): BERT4Rec (5.0 epochs): what it reaches within its budget" in table
+    assert "Every other run stopped by early stopping" in table and "An efficiency view" not in table
+
+
 def test_extends_merges_config_and_model_config_but_not_the_name(tmp_path):
     parent = {"name": "parent-board", "dataset": "x", "models": ["SASRec", "QBERT4Rec"], "seeds": [1, 2],
               "config": {"epochs": 3, "train_budget_s": 10}, "model_config": {"QBERT4Rec": {"n_layers": 1}}}

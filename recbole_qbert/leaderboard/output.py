@@ -18,6 +18,13 @@ def _fmt(mean: float, std: float) -> str:
     return f"{mean:.4f}" if math.isnan(std) else f"{mean:.4f} ± {std:.4f}"
 
 
+def _budget_text(budget: dict) -> str:
+    clock = "CPU " if budget.get("train_budget_clock") == "cpu" else ""
+    return (f"at most {budget['epochs']} epochs, early stopping after {budget['stopping_step']} evaluations "
+            f"without gain" + (f", at most {budget['train_budget_s']} {clock}s of training per run"
+                               if budget["train_budget_s"] else ""))
+
+
 def _metric_columns(rows: List[dict]) -> List[str]:
     return METRICS + ["valid ndcg@10"] + [m for m in SUBSET_METRICS if all(m in r for r in rows)]
 
@@ -39,10 +46,10 @@ def render_markdown(spec: Spec, rows: List[dict], by_model: Dict[str, List[dict]
                   f"{r['eval_s']:.1f}", f"{r['eval_cpu_s']:.1f}", f"{r['peak_rss_mb']:.0f}", r["stop"]]
         lines.append("| " + " | ".join(cells) + " |")
     first = next(iter(by_model.values()))[0]
-    budget = first["budget"]
-    budget_text = (f"at most {budget['epochs']} epochs, early stopping after {budget['stopping_step']} "
-                   f"evaluations without gain" + (f", at most {budget['train_budget_s']} {'CPU ' if budget.get('train_budget_clock') == 'cpu' else ''}s of training per run"
-                                                  if budget["train_budget_s"] else ""))
+    # a row with a budget of its own (a model too slow to converge here) says so beside the common one
+    other_budgets = [f"{model}: {_budget_text(rs[0]['budget'])}" for model, rs in by_model.items()
+                     if rs[0]["budget"] != first["budget"]]
+    capped = [r for r in rows if not converged(r)]
     machines = sorted({machine_summary(r["machine"]) for rs in by_model.values() for r in rs})
     commits = sorted({r["git_commit"] for rs in by_model.values() for r in rs})
     command_file = spec.out / "command.txt"
@@ -57,11 +64,14 @@ def render_markdown(spec: Spec, rows: List[dict], by_model: Dict[str, List[dict]
         "",
         *lines,
         "",
-        f"- Budget: {budget_text}.",
-        *([f"- **Not converged** (stopped by {', '.join(sorted({r['stop'] for r in rows if not converged(r)}))}): "
-           + ", ".join(f"{r['model']} ({r['epochs_trained']:.1f} epochs)" for r in rows if not converged(r))
-           + ". An efficiency view: it measures what each model reaches within the budget, not which is better."]
-          if any(not converged(r) for r in rows) else ["- Every run stopped by early stopping on validation NDCG@10."]),
+        f"- Budget: {'; '.join([_budget_text(first['budget'])] + other_budgets)}.",
+        *([f"- **Not converged** (stopped by {', '.join(sorted({r['stop'] for r in capped}))}): "
+           + ", ".join(f"{r['model']} ({r['epochs_trained']:.1f} epochs)" for r in capped)
+           + (". An efficiency view: it measures what each model reaches within the budget, not which is better."
+              if len(capped) == len(rows) else
+              ": what it reaches within its budget, not a converged figure. Every other run stopped by early "
+              "stopping on validation NDCG@10.")]
+          if capped else ["- Every run stopped by early stopping on validation NDCG@10."]),
         *([f"- Subset columns: the {first['test_subset']['events']} test events whose target is one of the "
            f"{first['test_subset']['items']} items of {first['test_subset']['items_file']}."]
           if any(m in metric_cols for m in SUBSET_METRICS) else []),
