@@ -159,8 +159,8 @@ def test_a_row_with_its_own_budget_is_named_in_a_converged_table(tmp_path):
     by_model = {"SASRec": [early], "BERT4Rec": [capped]}
     spec = load_spec(write_spec(tmp_path, tmp_path), out=str(tmp_path / "out"))
     table = render_markdown(spec, summarise(by_model), by_model)
-    assert ("- Budget: at most 300 epochs, early stopping after 10 evaluations without gain; BERT4Rec: at most "
-            "300 epochs, early stopping after 10 evaluations without gain, at most 2400 CPU s of training per run."
+    assert ("- Budget: at most 300 epochs, early stopping after 10 evaluations without gain; at most 300 epochs, "
+            "early stopping after 10 evaluations without gain, at most 2400 CPU s of training per run for BERT4Rec."
             in table)
     # the capped row is named; the converged rows are not called an efficiency view
     assert "- **Not converged** (stopped by budget): BERT4Rec (5.0 epochs): what it reaches within its budget" in table

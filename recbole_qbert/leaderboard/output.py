@@ -46,9 +46,12 @@ def render_markdown(spec: Spec, rows: List[dict], by_model: Dict[str, List[dict]
                   f"{r['eval_s']:.1f}", f"{r['eval_cpu_s']:.1f}", f"{r['peak_rss_mb']:.0f}", r["stop"]]
         lines.append("| " + " | ".join(cells) + " |")
     first = next(iter(by_model.values()))[0]
-    # a row with a budget of its own (a model too slow to converge here) says so beside the common one
-    other_budgets = [f"{model}: {_budget_text(rs[0]['budget'])}" for model, rs in by_model.items()
-                     if rs[0]["budget"] != first["budget"]]
+    # rows with a budget of their own (more patience, a CPU cap) are named beside the first row's budget
+    budgets: Dict[str, List[str]] = {}
+    for model, rs in by_model.items():
+        budgets.setdefault(_budget_text(rs[0]["budget"]), []).append(model)
+    budget_line = "; ".join([text if i == 0 else f"{text} for {', '.join(models)}"
+                             for i, (text, models) in enumerate(budgets.items())])
     capped = [r for r in rows if not converged(r)]
     machines = sorted({machine_summary(r["machine"]) for rs in by_model.values() for r in rs})
     commits = sorted({r["git_commit"] for rs in by_model.values() for r in rs})
@@ -64,7 +67,7 @@ def render_markdown(spec: Spec, rows: List[dict], by_model: Dict[str, List[dict]
         "",
         *lines,
         "",
-        f"- Budget: {'; '.join([_budget_text(first['budget'])] + other_budgets)}.",
+        f"- Budget: {budget_line}.",
         *([f"- **Not converged** (stopped by {', '.join(sorted({r['stop'] for r in capped}))}): "
            + ", ".join(f"{r['model']} ({r['epochs_trained']:.1f} epochs)" for r in capped)
            + (". An efficiency view: it measures what each model reaches within the budget, not which is better."
