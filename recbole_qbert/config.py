@@ -290,10 +290,12 @@ def plain_config(config) -> dict:
     return {k: plain(v) for k, v in sorted(config.final_config_dict.items())}
 
 
-# Keys that say where or how verbosely a run happens, not what it computes.
+# Keys that say where or how verbosely a run happens, not what it computes, and the budget keys (how far
+# it trains; records compare them apart, run_record.run_budget).
 _NON_SEMANTIC_KEYS = {"seed", "data_path", "checkpoint_dir", "show_progress", "state", "device", "gpu_id",
                       "use_gpu", "local_rank", "single_spec", "worker", "train_budget_s", "epochs",
-                      "nproc", "world_size", "ip", "port", "offset", "cpu_threads", "train_budget_clock"}
+                      "nproc", "world_size", "ip", "port", "offset", "cpu_threads", "train_budget_clock",
+                      "plateau_lr_drops", "plateau_lr_factor"}
 
 
 # Keys that change nothing in a config where their test holds (unused, or at their off value); left out

@@ -87,7 +87,10 @@ def command_line(drop: Sequence[str] = ()) -> str:
 
 def run_budget(config) -> dict:
     """What bounds a run's training; a leaderboard reuses a record only under the same budget."""
-    return {key: config[key] for key in ("epochs", "train_budget_s", "train_budget_clock", "stopping_step")}
+    budget = {key: config[key] for key in ("epochs", "train_budget_s", "train_budget_clock", "stopping_step")}
+    if config["plateau_lr_drops"]:  # only then, so that records made before the option stay current
+        budget.update(plateau_lr_drops=config["plateau_lr_drops"], plateau_lr_factor=config["plateau_lr_factor"])
+    return budget
 
 
 def run_inputs(config) -> dict:

@@ -3,8 +3,9 @@
 :class:`SafeTrainerMixin` wraps whichever trainer RecBole picks for a model (:func:`make_trainer`), so
 RecBole's built-in models get the same behaviour as ours. Its parts live in :mod:`recbole_qbert.training`:
 the checkpoint format, saving, resume and random states in :mod:`~recbole_qbert.training.checkpoint`,
-budgets and the stop reason in :mod:`~recbole_qbert.training.budget`; this module keeps the per-epoch
-history and timing, and the names other code imports.
+budgets and the stop reason in :mod:`~recbole_qbert.training.budget`, learning-rate drops on a plateau in
+:mod:`~recbole_qbert.training.plateau`; this module keeps the per-epoch history and timing, and the names
+other code imports.
 """
 import time
 from pathlib import Path
@@ -17,13 +18,14 @@ from recbole_qbert.run_record import run_inputs
 from recbole_qbert.training.budget import CLOCKS, BudgetedBatches, BudgetExhausted, BudgetMixin
 from recbole_qbert.training.checkpoint import (CHECKPOINT_FORMAT, CheckpointMixin, load_checkpoint, rng_states,
                                                save_checkpoint, set_rng_states)
+from recbole_qbert.training.plateau import PlateauMixin
 
 __all__ = ["CHECKPOINT_FORMAT", "CLOCKS", "BudgetExhausted", "BudgetedBatches", "SafeTrainerMixin", "load_checkpoint",
            "make_trainer", "rng_states", "save_checkpoint", "set_rng_states"]
 
 
-class SafeTrainerMixin(CheckpointMixin, BudgetMixin):
-    """Checkpointing, resume, budget and timing on top of a RecBole trainer class."""
+class SafeTrainerMixin(CheckpointMixin, BudgetMixin, PlateauMixin):
+    """Checkpointing, resume, budget, plateau drops and timing on top of a RecBole trainer class."""
 
     def __init__(self, config, model):
         distributed = not config["single_spec"]
@@ -57,6 +59,7 @@ class SafeTrainerMixin(CheckpointMixin, BudgetMixin):
         self.train_cpu_seconds = 0.0
         self.best_epoch = None
         self.stop_reason = None
+        self._init_plateau(config)
         self._train_loader = None  # its shuffling state goes into last.pth
         self._pending_rng = None  # random states of a resumed run, restored when training starts
 
@@ -87,6 +90,8 @@ class SafeTrainerMixin(CheckpointMixin, BudgetMixin):
                  "train_cpu_s": time.process_time() - cpu_start}
         if getattr(self.model, "train_stage", None):
             entry["train_stage"] = self.model.train_stage
+        if self.lr_drops_done:
+            entry["lr_drops"] = self.lr_drops_done
         if isinstance(batches, BudgetedBatches) and batches.cut:
             entry["partial"] = {"batches": batches.yielded, "of": len(train_data)}
         self.history.append(entry)
@@ -119,6 +124,10 @@ class SafeTrainerMixin(CheckpointMixin, BudgetMixin):
         try:
             super().fit(train_data, valid_data, verbose=verbose, saved=saved,
                         show_progress=show_progress, callback_fn=callback)
+            while self._should_drop():
+                self._drop_learning_rate()
+                super().fit(train_data, valid_data, verbose=verbose, saved=saved,
+                            show_progress=show_progress, callback_fn=callback)
         except BudgetExhausted:
             self.logger.info(f"Training budget of {self.train_budget_s}s ({self.budget_clock} clock) spent after "
                              f"{self.train_seconds:.1f}s ({self.train_cpu_seconds:.1f} CPU s) of training")

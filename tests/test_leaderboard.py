@@ -156,12 +156,14 @@ def test_a_row_with_its_own_budget_is_named_in_a_converged_table(tmp_path):
     early = dict(fake_record(1, 0.3, 0.4), stop_reason="early_stopping", budget=common, **extra)
     capped = dict(fake_record(1, 0.1, 0.2), stop_reason="budget",
                   budget=dict(common, train_budget_s=2400, train_budget_clock="cpu"), **extra)
-    by_model = {"SASRec": [early], "BERT4Rec": [capped]}
+    dropped = dict(early, budget=dict(common, plateau_lr_drops=1, plateau_lr_factor=0.1))
+    by_model = {"SASRec": [early], "BERT4Rec": [capped], "QBERT4Rec": [dropped]}
     spec = load_spec(write_spec(tmp_path, tmp_path), out=str(tmp_path / "out"))
     table = render_markdown(spec, summarise(by_model), by_model)
     assert ("- Budget: at most 300 epochs, early stopping after 10 evaluations without gain; at most 300 epochs, "
-            "early stopping after 10 evaluations without gain, at most 2400 CPU s of training per run for BERT4Rec."
-            in table)
+            "early stopping after 10 evaluations without gain, at most 2400 CPU s of training per run for BERT4Rec; "
+            "at most 300 epochs, early stopping after 10 evaluations without gain once 1 plateau drop(s) of the "
+            "learning rate (x0.1, from the best model) are spent for QBERT4Rec." in table)
     # the capped row is named; the converged rows are not called an efficiency view
     assert "- **Not converged** (stopped by budget): BERT4Rec (5.0 epochs): what it reaches within its budget" in table
     assert "Every other run stopped by early stopping" in table and "An efficiency view" not in table

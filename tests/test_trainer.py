@@ -168,3 +168,35 @@ def test_real_data_smoke_sasrec_on_ml100k(tmp_path, in_tmp):
     assert test["recall@20"] > 3 * chance_recall20 and test["ndcg@10"] > 3 * chance_ndcg10
     assert test["recall@5"] <= test["recall@10"] <= test["recall@20"] and test["ndcg@10"] <= test["recall@10"]
     assert record["peak_memory"]["rss_mb"] > 0 and record["train_s_per_epoch"] > 0
+
+
+def test_plateau_drop_continues_a_stopped_run_from_its_best_model_at_a_lower_rate(tiny_data, tmp_path, in_tmp):
+    """``plateau_lr_drops``: a run that stopped early goes on from its best model at x0.1 the learning rate,
+    patience anew; the epochs before the drop are the plain run's, and so is the config hash."""
+    settings = dict(epochs=40, stopping_step=0, learning_rate=0.01)
+    plain = tiny_run(tiny_data, tmp_path / "plain", **settings)
+    assert plain["stop_reason"] == "early_stopping" and "plateau_lr_drops" not in plain["budget"]
+    dropped = tiny_run(tiny_data, tmp_path / "drop", plateau_lr_drops=1, **settings)
+    n = len(plain["history"])
+    assert _trajectory(dropped)[0][:n] == _trajectory(plain)[0], "before the drop: the plain run"
+    after = dropped["history"][n:]
+    assert after and all(h["lr_drops"] == 1 for h in after) and after[0]["epoch"] == n
+    assert dropped["stop_reason"] == "early_stopping" and dropped["config_hash"] == plain["config_hash"]
+    assert dropped["budget"]["plateau_lr_drops"] == 1 and dropped["budget"]["plateau_lr_factor"] == 0.1
+    last = load_checkpoint(tmp_path / "drop" / "last.pth")
+    assert last["lr_drops_done"] == 1
+    assert last["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.001)
+    assert dropped["valid"]["ndcg@10"] == max(h["valid"]["ndcg@10"] for h in dropped["history"])
+
+
+def test_raising_plateau_drops_resumes_a_stopped_run_as_if_straight(tiny_data, tmp_path, in_tmp):
+    """A finished run resumed with a drop allowed equals the run made with the drop from the start,
+    loss by loss; a checkpoint with more drops than the config allows is refused."""
+    settings = dict(epochs=40, stopping_step=0, learning_rate=0.01)
+    straight = tiny_run(tiny_data, tmp_path / "straight", plateau_lr_drops=1, **settings)
+    tiny_run(tiny_data, tmp_path / "split", **settings)
+    resumed = tiny_run(tiny_data, tmp_path / "split", plateau_lr_drops=1, resume=True, **settings)
+    assert _trajectory(resumed) == _trajectory(straight)
+    with pytest.raises(QBertError, match=r"last.pth: the run made 1 plateau drop\(s\) of x0.1, this config asks "
+                                         r"for at most 0"):
+        tiny_run(tiny_data, tmp_path / "split", resume=True, **settings)

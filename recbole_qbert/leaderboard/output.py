@@ -20,9 +20,11 @@ def _fmt(mean: float, std: float) -> str:
 
 def _budget_text(budget: dict) -> str:
     clock = "CPU " if budget.get("train_budget_clock") == "cpu" else ""
+    drops = budget.get("plateau_lr_drops")
     return (f"at most {budget['epochs']} epochs, early stopping after {budget['stopping_step']} evaluations "
-            f"without gain" + (f", at most {budget['train_budget_s']} {clock}s of training per run"
-                               if budget["train_budget_s"] else ""))
+            f"without gain" + (f" once {drops} plateau drop(s) of the learning rate (x{budget['plateau_lr_factor']:g}, "
+                               f"from the best model) are spent" if drops else "")
+            + (f", at most {budget['train_budget_s']} {clock}s of training per run" if budget["train_budget_s"] else ""))
 
 
 def _metric_columns(rows: List[dict]) -> List[str]:

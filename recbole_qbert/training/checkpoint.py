@@ -129,6 +129,7 @@ class CheckpointMixin:
             "history": self.history,
             "train_seconds": self.train_seconds,
             "stop_reason": self.stop_reason or "",
+            **self._plateau_state(),
             "state_dict": self.model.state_dict(),
             "other_parameter": self.model.other_parameter(),
             "optimizer": self.optimizer.state_dict(),
@@ -138,7 +139,8 @@ class CheckpointMixin:
     def resume_checkpoint(self, resume_file=None):
         """Continue from ``last.pth`` (or ``resume_file``): model, optimizer, early-stopping state and
         history. A run that stopped early, or whose time budget is spent, trains no further; one that
-        ran out of epochs continues if ``epochs`` is now larger."""
+        ran out of epochs continues if ``epochs`` is now larger, and one that stopped early continues
+        with a plateau drop if ``plateau_lr_drops`` now allows another."""
         path = Path(resume_file or self.last_checkpoint_file)
         state = load_checkpoint(path, map_location=self.device)
         self._check_meta(state, path)
@@ -154,9 +156,12 @@ class CheckpointMixin:
         self.train_seconds = state["train_seconds"]
         self.train_cpu_seconds = sum(h.get("train_cpu_s", 0.0) for h in self.history)
         self.stop_reason = state["stop_reason"] or None
+        self._restore_plateau(state, path)
         spent = self.train_budget_s is not None and self._spent() >= float(self.train_budget_s)
         done = self.stop_reason == "early_stopping" or spent
         self.start_epoch = self.epochs if done else state["epoch"] + 1
+        if self._should_drop() and not spent:  # stopped early, and now has a drop left
+            self._drop_learning_rate()
         self.logger.info(f"Resumed from {path} at epoch {self.start_epoch}")
 
     def load_best(self, model_file=None) -> None:
