@@ -166,6 +166,7 @@ def test_a_row_with_its_own_budget_is_named_in_a_converged_table(tmp_path):
             "learning rate (x0.1, from the best model) are spent for QBERT4Rec." in table)
     # the capped row is named; the converged rows are not called an efficiency view
     assert "- **Not converged** (stopped by budget): BERT4Rec (5.0 epochs): what it reaches within its budget" in table
+    assert "its budget, an efficiency view, not a converged figure nor a verdict on which model is better" in table
     assert "Every other run stopped by early stopping" in table and "An efficiency view" not in table
 
 

@@ -74,8 +74,8 @@ def render_markdown(spec: Spec, rows: List[dict], by_model: Dict[str, List[dict]
            + ", ".join(f"{r['model']} ({r['epochs_trained']:.1f} epochs)" for r in capped)
            + (". An efficiency view: it measures what each model reaches within the budget, not which is better."
               if len(capped) == len(rows) else
-              ": what it reaches within its budget, not a converged figure. Every other run stopped by early "
-              "stopping on validation NDCG@10.")]
+              ": what it reaches within its budget, an efficiency view, not a converged figure nor a verdict on "
+              "which model is better. Every other run stopped by early stopping on validation NDCG@10.")]
           if capped else ["- Every run stopped by early stopping on validation NDCG@10."]),
         *([f"- Subset columns: the {first['test_subset']['events']} test events whose target is one of the "
            f"{first['test_subset']['items']} items of {first['test_subset']['items_file']}."]
