@@ -128,23 +128,28 @@ def render_plot(spec: Spec, rows: List[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    x = np.arange(len(rows))
-    width = 0.8 / len(HEADLINE)
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.6 * len(rows) + 2), 4.0))
-    # a run cut short by a budget is not a verdict on its model: hatched, and its epochs under its name
+    # horizontal bars, one band per model from the top down: long names and 20 rows stay readable
+    y = np.arange(len(rows))
+    height = 0.8 / len(HEADLINE)
+    fig, ax = plt.subplots(figsize=(9.0, max(3.0, 0.5 * len(rows) + 1.5)))
+    # a run cut short by a budget is not a verdict on its model: hatched, and its epochs beside its name
     hatches = ["" if converged(r) else "//" for r in rows]
     for i, metric in enumerate(HEADLINE):
         means = [r[metric][0] for r in rows]
         stds = [0.0 if math.isnan(r[metric][1]) else r[metric][1] for r in rows]
-        ax.bar(x + (i - (len(HEADLINE) - 1) / 2) * width, means, width, yerr=stds, capsize=3, hatch=hatches,
-               edgecolor="black", linewidth=0.5, label=metric.replace("ndcg", "NDCG").replace("recall", "Recall"))
-    ax.set_xticks(x, [f"{r['model']}\n{r['epochs_trained']:.1f} epochs\n{r['stop']}" for r in rows], fontsize="small")
-    ax.set_ylabel("test, mean ± std over seeds")
+        ax.barh(y + (i - (len(HEADLINE) - 1) / 2) * height, means, height, xerr=stds, capsize=2, hatch=hatches,
+                edgecolor="black", linewidth=0.5, label=metric.replace("ndcg", "NDCG").replace("recall", "Recall"))
+    ax.set_yticks(y, [f"{r['model']} ({r['epochs_trained']:.1f} epochs, {r['stop']})" for r in rows],
+                  fontsize="small")
+    ax.invert_yaxis()  # the spec's first model on top, as in the table
+    widest = max(r[m][0] + (0.0 if math.isnan(r[m][1]) else r[m][1]) for r in rows for m in HEADLINE)
+    ax.set_xlim(0.0, 1.35 * widest)  # room on the right for the legend
+    ax.set_xlabel("test, mean ± std over seeds")
     unconverged = sum(1 for r in rows if not converged(r))
-    ax.set_title(f"{spec.dataset}: {spec.name}" + (
+    fig.suptitle(f"{spec.dataset}: {spec.name}" + (  # over the whole figure: the axes are narrow beside the names
         f"\nhatched: {unconverged} of {len(rows)} models stopped before convergence (efficiency view)"
         if unconverged else "\nevery run trained to early stopping"), fontsize="medium")
-    ax.legend()
+    ax.legend(loc="upper right")
     fig.tight_layout()
     with atomic_open(path, "wb") as f:
         fig.savefig(f, format="png", dpi=120)
