@@ -60,6 +60,7 @@ def test_runs_render_and_resume(tiny_data, tmp_path, in_tmp, capfd):
     assert "| SASRec | 2 |" in table and "| BERT4Rec | 2 |" in table and "**" in table
     # one epoch is a cap, not convergence: the table says so next to the models
     assert "**Not converged** (stopped by epochs): SASRec (1.0 epochs), BERT4Rec (1.0 epochs)." in table
+    assert "**An efficiency view** (every run stopped by its budget): the bold means are the best within" in table
     # and so do both CSVs, row by row: capped runs are an efficiency view, not a ranking
     for name in ("leaderboard.csv", "runs.csv"):
         with open(spec.out / name, newline="") as f:
@@ -154,7 +155,7 @@ def test_a_row_with_its_own_budget_is_named_in_a_converged_table(tmp_path):
     common = {"epochs": 300, "stopping_step": 10, "train_budget_s": None, "train_budget_clock": "wall"}
     extra = {"data": {"items": 9, "users": 4}, "machine": {"gpu": None, "cores": 2, "cpu": "x"}, "git_commit": "abc"}
     early = dict(fake_record(1, 0.3, 0.4), stop_reason="early_stopping", budget=common, **extra)
-    capped = dict(fake_record(1, 0.1, 0.2), stop_reason="budget",
+    capped = dict(fake_record(1, 0.5, 0.6), stop_reason="budget",  # scores above the converged rows
                   budget=dict(common, train_budget_s=2400, train_budget_clock="cpu"), **extra)
     dropped = dict(early, budget=dict(common, plateau_lr_drops=1, plateau_lr_factor=0.1))
     by_model = {"SASRec": [early], "BERT4Rec": [capped], "QBERT4Rec": [dropped]}
@@ -168,6 +169,9 @@ def test_a_row_with_its_own_budget_is_named_in_a_converged_table(tmp_path):
     assert "- **Not converged** (stopped by budget): BERT4Rec (5.0 epochs): what it reaches within its budget" in table
     assert "its budget, an efficiency view, not a converged figure nor a verdict on which model is better" in table
     assert "Every other run stopped by early stopping" in table and "An efficiency view" not in table
+    # the best means in bold come from the converged rows: a capped row's higher score is not marked best
+    assert "| BERT4Rec | 1 |" in table and "**0.5" not in table and "**0.3000" in table
+    assert "Best mean per column in bold." in table
 
 
 def test_extends_merges_config_and_model_config_but_not_the_name(tmp_path):

@@ -33,7 +33,10 @@ def _metric_columns(rows: List[dict]) -> List[str]:
 
 def render_markdown(spec: Spec, rows: List[dict], by_model: Dict[str, List[dict]]) -> str:
     metric_cols = _metric_columns(rows)
-    best = {m: max(r[m][0] for r in rows) for m in metric_cols}
+    capped = [r for r in rows if not converged(r)]
+    # a row stopped by its budget is never marked best beside converged rows: it would read as a verdict
+    contenders = [r for r in rows if converged(r)] or rows
+    best = {m: max(r[m][0] for r in contenders) for m in metric_cols}
     head = ["Model", "runs"] + [m.replace("recall", "Recall").replace("ndcg", "NDCG").replace("mrr", "MRR")
                                 for m in metric_cols] + ["best epoch", "epochs", "s/epoch", "CPU s/epoch", "eval s", "eval CPU s", "peak MiB",
                                                      "stopped by"]
@@ -54,7 +57,6 @@ def render_markdown(spec: Spec, rows: List[dict], by_model: Dict[str, List[dict]
         budgets.setdefault(_budget_text(rs[0]["budget"]), []).append(model)
     budget_line = "; ".join([text if i == 0 else f"{text} for {', '.join(models)}"
                              for i, (text, models) in enumerate(budgets.items())])
-    capped = [r for r in rows if not converged(r)]
     machines = sorted({machine_summary(r["machine"]) for rs in by_model.values() for r in rs})
     commits = sorted({r["git_commit"] for rs in by_model.values() for r in rs})
     command_file = spec.out / "command.txt"
@@ -65,7 +67,10 @@ def render_markdown(spec: Spec, rows: List[dict], by_model: Dict[str, List[dict]
         "",
         f"Test metrics at the best validation epoch (NDCG@10), mean ± sample std over seeds "
         f"{', '.join(map(str, spec.seeds))}; leave-one-out by time, full ranking over all "
-        f"{first['data']['items']} items, {first['data']['users']} users. Best mean per column in bold.",
+        f"{first['data']['items']} items, {first['data']['users']} users. "
+        + ("Best mean per column in bold." if len(capped) < len(rows) else
+           "**An efficiency view** (every run stopped by its budget): the bold means are the best within that "
+           "budget, not the better model."),
         "",
         *lines,
         "",
@@ -134,15 +139,15 @@ def render_plot(spec: Spec, rows: List[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(9.0, max(3.0, 0.5 * len(rows) + 1.5)))
     # a run cut short by a budget is not a verdict on its model: hatched, and its epochs beside its name
     hatches = ["" if converged(r) else "//" for r in rows]
+    stds = {m: [0.0 if math.isnan(r[m][1]) else r[m][1] for r in rows] for m in HEADLINE}  # one run: no bar
     for i, metric in enumerate(HEADLINE):
         means = [r[metric][0] for r in rows]
-        stds = [0.0 if math.isnan(r[metric][1]) else r[metric][1] for r in rows]
-        ax.barh(y + (i - (len(HEADLINE) - 1) / 2) * height, means, height, xerr=stds, capsize=2, hatch=hatches,
+        ax.barh(y + (i - (len(HEADLINE) - 1) / 2) * height, means, height, xerr=stds[metric], capsize=2, hatch=hatches,
                 edgecolor="black", linewidth=0.5, label=metric.replace("ndcg", "NDCG").replace("recall", "Recall"))
     ax.set_yticks(y, [f"{r['model']} ({r['epochs_trained']:.1f} epochs, {r['stop']})" for r in rows],
                   fontsize="small")
     ax.invert_yaxis()  # the spec's first model on top, as in the table
-    widest = max(r[m][0] + (0.0 if math.isnan(r[m][1]) else r[m][1]) for r in rows for m in HEADLINE)
+    widest = max(r[m][0] + std for m in HEADLINE for r, std in zip(rows, stds[m]))
     ax.set_xlim(0.0, 1.35 * widest)  # room on the right for the legend
     ax.set_xlabel("test, mean ± std over seeds")
     unconverged = sum(1 for r in rows if not converged(r))
