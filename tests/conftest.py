@@ -48,3 +48,19 @@ def scientific_data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("scientific")
     write_dataset(convert_unisrec(SCIENTIFIC, "amazon-scientific"), root)
     return root
+
+
+@pytest.fixture
+def content_file(tmp_path):
+    """A 6-d content table for the tiny items ``i0``..``i29``: item ``i3`` has none, and the rows are not
+    unit length."""
+    import numpy as np
+
+    from recbole_qbert.features.table import FeatureTable
+
+    rng = np.random.default_rng(0)
+    present = np.ones(30, dtype=bool)
+    present[3] = False
+    table = FeatureTable([f"i{i}" for i in range(30)], 5 * rng.normal(size=(30, 6)), present, {"view": "toy"})
+    table.save(tmp_path / "toy.npz")
+    return tmp_path / "toy.npz", table

@@ -98,22 +98,6 @@ def test_pre_norm_layers_replace_recboles_and_learn_the_walk(tiny_data, sid_file
         build(tiny_data, sid_file, transformer_norm="mid")
 
 
-@pytest.fixture
-def content_file(tmp_path):
-    """A 6-d content table for the tiny items ``i0``..``i29``: item ``i3`` has none, and the rows are not
-    unit length."""
-    import numpy as np
-
-    from recbole_qbert.features.table import FeatureTable
-
-    rng = np.random.default_rng(0)
-    present = np.ones(30, dtype=bool)
-    present[3] = False
-    table = FeatureTable([f"i{i}" for i in range(30)], 5 * rng.normal(size=(30, 6)), present, {"view": "toy"})
-    table.save(tmp_path / "toy.npz")
-    return tmp_path / "toy.npz", table
-
-
 def test_content_features_are_unit_rows_aligned_to_recboles_item_ids(tiny_data, sid_file, content_file,
                                                                      tmp_path, in_tmp):
     path, table = content_file
