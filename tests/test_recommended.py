@@ -11,13 +11,17 @@ ROWS = {"QBERT4Rec": "QBERT4Rec-prenorm-text-seen-cloze40-h128-cos-drop", "QSASR
 BOARD = PROPERTIES / "leaderboard" / "amazon-scientific-converged.yaml"
 
 
+def recommended(model: str):
+    return PROPERTIES / "recommended" / f"{model}.yaml"
+
+
 @pytest.mark.parametrize("model", sorted(ROWS))
 def test_recommended_file_is_the_converged_board_row(model):
     """The file a user is pointed to trains what the headline tables measured: the row's own keys plus the
     board's shared epoch cap and patience, nothing else."""
     spec = load_spec(BOARD)
     shared = {key: spec.config[key] for key in ("epochs", "stopping_step")}
-    assert load_yaml(PROPERTIES / "recommended" / f"{model}.yaml") == {**shared, **spec.model_config[ROWS[model]]}
+    assert load_yaml(recommended(model)) == {**shared, **spec.model_config[ROWS[model]]}
 
 
 @pytest.mark.parametrize("model", sorted(ROWS))
@@ -25,11 +29,11 @@ def test_recommended_file_trains_as_is(model, tiny_data, sid_file, content_file,
     """Every key is accepted for its model and reaches the run; only the sizes and the text table are the
     tiny data's."""
     path, _ = content_file
-    record = run(model, "tiny", config_files=[PROPERTIES / "recommended" / f"{model}.yaml"],
+    wanted = load_yaml(recommended(model))
+    record = run(model, "tiny", config_files=[recommended(model)],
                  overrides=tiny_overrides(tiny_data, sid_file=str(sid_file), content_features=[str(path)],
                                           epochs=2),
                  run_dir=tmp_path / "run")
-    wanted = load_yaml(PROPERTIES / "recommended" / f"{model}.yaml")
     kept = {k: v for k, v in wanted.items() if k not in ("content_features", "epochs", "hidden_size", "inner_size")}
     assert {k: record["config"][k] for k in kept} == kept
     assert record["epochs_trained"] == 2 and record["test"]["ndcg@10"] > 0
