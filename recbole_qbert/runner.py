@@ -155,7 +155,8 @@ def run(model: str, dataset: str, config_files: Sequence = (), overrides: Option
 
     ``run_dir`` is locked while the run works in it (a second writer is refused) and receives
     ``best.pth``, ``last.pth``, ``run.log`` and (unless ``record_path`` says otherwise) ``record.json``.
-    With ``resume``, training continues from ``run_dir/last.pth``. With ``nproc > 1``, that many
+    With ``resume``, training continues from ``run_dir/last.pth``; without it, a ``run_dir`` that
+    holds a ``last.pth`` is refused rather than overwritten. With ``nproc > 1``, that many
     processes train together through torch.distributed (NCCL on GPUs, gloo on CPUs), each on its share
     of every batch, as RecBole's own distributed training does.
     """
@@ -168,8 +169,12 @@ def _run_locked(model, dataset, config_files, overrides, run_dir: Path, resume: 
     import torch
 
     record_path = Path(record_path) if record_path else run_dir / "record.json"
-    if resume and not (run_dir / "last.pth").is_file():
-        raise QBertError(f"{run_dir / 'last.pth'}: nothing to resume from")
+    last = run_dir / "last.pth"
+    if resume and not last.is_file():
+        raise QBertError(f"{last}: nothing to resume from")
+    # a fresh start would overwrite the checkpoints of the run this folder holds
+    if not resume and last.is_file():
+        raise QBertError(f"{last} exists: pass --resume to continue it, or choose another --checkpoint_dir")
     overrides = {**(overrides or {}), "checkpoint_dir": str(run_dir)}
     if nproc <= 1:
         return _run(model, dataset, config_files, overrides, run_dir, resume, record_path)

@@ -84,6 +84,15 @@ def test_resume_keeps_the_training_phase(tiny_data, tmp_path, in_tmp):
     assert [h["train_stage"] for h in more["history"]] == ["pretrain"] + ["finetune"] * 5
 
 
+def test_fresh_start_into_a_run_folder_with_a_checkpoint_is_refused_and_keeps_it(tiny_data, tmp_path, in_tmp):
+    tiny_run(tiny_data, tmp_path / "run", epochs=1)
+    kept = {name: (tmp_path / "run" / name).read_bytes() for name in ("last.pth", "best.pth", "record.json")}
+    with pytest.raises(QBertError, match=r"run/last.pth exists: pass --resume to continue it, or choose another "
+                                         r"--checkpoint_dir$"):
+        tiny_run(tiny_data, tmp_path / "run", epochs=2)
+    assert {name: (tmp_path / "run" / name).read_bytes() for name in kept} == kept
+
+
 def test_checkpoint_of_an_older_format_is_refused_with_what_to_do(tmp_path):
     path = tmp_path / "c.pth"
     torch.save({"format": 1, "state_dict": {}}, path)
