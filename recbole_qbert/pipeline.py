@@ -17,7 +17,8 @@ A step's identity is the SHA-256 of its command, of every file under its inputs,
 module reads by default and of the module's own source code. After a step succeeds, a stamp
 (``build/pipeline/<dataset>/<step>.json``, shared by the pipelines of one dataset) records that identity and the hash of every output file. The next
 run skips the step while the identity is the same and the outputs are still there, unchanged. The
-leaderboard then reuses each finished (model, seed) run whose config and input files are unchanged.
+leaderboard then reuses each finished (model, seed) run whose config and input files are unchanged. A
+``run_recbole`` step rerun into a ``--checkpoint_dir=`` that holds a ``last.pth`` continues that run.
 
 ``{atomic}`` in ``inputs`` is the dataset's folder of atomic files (ml-100k: the one in the recbole wheel).
 The run's figures (seconds, peak memory, reuse and the SHA-256 of every output file per step) go to
@@ -69,8 +70,18 @@ class Step:
     def command(self) -> List[str]:
         module = self.run[0]
         if module == "run_recbole":
-            return [sys.executable, str(PROJECT_ROOT / "run_recbole.py"), *self.run[1:]]
+            return [sys.executable, str(PROJECT_ROOT / "run_recbole.py"), *self.run[1:], *self._resume()]
         return [sys.executable, "-m", f"dataset_prep.{module}", *self.run[1:]]
+
+    def _resume(self) -> List[str]:
+        """``--resume`` when the training step's ``--checkpoint_dir=`` holds a ``last.pth`` (an interrupted
+        step, or one given more epochs): the runner refuses a fresh start there, and the checkpoint refuses,
+        in one line, a changed config or changed data."""
+        args = self.run[1:]
+        folders = [a.split("=", 1)[1] for a in args if a.startswith("--checkpoint_dir=")]
+        if "--resume" in args or not folders:
+            return []
+        return ["--resume"] if (project_path(folders[-1]) / "last.pth").is_file() else []
 
 
 @dataclass

@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from fixtures.sid_data import write_synth_dataset
+from fixtures.tiny import tiny_overrides
 from recbole_qbert.cli import pipeline_main
 from recbole_qbert.errors import QBertError
 from recbole_qbert.features import FeatureTable
@@ -61,6 +62,28 @@ def test_steps_are_skipped_until_an_input_or_output_changes(synth_pipeline, caps
     assert report["step"] == "quantize"
     # the committed report names each output's SHA-256, so two machines' reports show which step diverged
     assert report["outputs"][str(sid.resolve())] == hashlib.sha256(sid.read_bytes()).hexdigest()
+
+
+def test_a_training_step_rerun_into_its_run_folder_resumes_it(tiny_data, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    args = [f"--{k}={v}" for k, v in tiny_overrides(tiny_data, epochs=2).items()]
+    spec = {"name": "p", "dataset": "tiny", "steps": [{
+        "name": "train", "run": ["run_recbole", "--model=SASRec", "--dataset=tiny", f"--checkpoint_dir={run_dir}",
+                                 *args], "outputs": [str(run_dir / "record.json")]}]}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(spec))
+
+    def load():
+        pipeline = load_pipeline(tmp_path / "p.yaml")
+        pipeline.stamps, pipeline.report = tmp_path / "stamps", tmp_path / "report.json"
+        return pipeline
+
+    run_pipeline(load(), leaderboard=False)
+    first = json.loads((run_dir / "record.json").read_text())
+    (tmp_path / "stamps" / "train.json").unlink()  # as an interrupted step leaves it
+    run_pipeline(load(), leaderboard=False)
+    again = json.loads((run_dir / "record.json").read_text())
+    assert "--resume" not in first["command"] and again["command"].endswith("--resume")
+    assert again["history"] == first["history"] and again["test"] == first["test"]
 
 
 def test_a_failed_step_leaves_no_stamp_and_names_its_log(synth_pipeline, tmp_path):
