@@ -117,6 +117,15 @@ def test_budget_cuts_the_epoch_that_spends_it_and_stops(tiny_data, tmp_path, in_
         "the test metrics are those of the model the cut epoch left"
 
 
+def test_raising_a_spent_budget_resumes_the_run_to_its_new_end(tiny_data, tmp_path, in_tmp):
+    cut = tiny_run(tiny_data, tmp_path / "run", epochs=3, train_budget_s=1e-6)
+    assert cut["stop_reason"] == "budget" and len(cut["history"]) == 1
+    more = tiny_run(tiny_data, tmp_path / "run", epochs=3, train_budget_s=1e6, resume=True)
+    assert more["stop_reason"] == "epochs" and [h["epoch"] for h in more["history"]] == [0, 1, 2]
+    again = tiny_run(tiny_data, tmp_path / "run", epochs=3, resume=True)  # finished: nothing left to train
+    assert again["stop_reason"] == "epochs" and again["history"] == more["history"]
+
+
 def test_cpu_clock_budget_counts_this_process_cpu_seconds(tiny_data, tmp_path, in_tmp):
     record = tiny_run(tiny_data, tmp_path / "run", epochs=50, train_budget_s=0.2, train_budget_clock="cpu")
     assert record["stop_reason"] == "budget" and record["budget"]["train_budget_clock"] == "cpu"

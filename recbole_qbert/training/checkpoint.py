@@ -160,6 +160,8 @@ class CheckpointMixin:
         spent = self.train_budget_s is not None and self._spent() >= float(self.train_budget_s)
         done = self.stop_reason == "early_stopping" or spent
         self.start_epoch = self.epochs if done else state["epoch"] + 1
+        if self.start_epoch < self.epochs:  # a raised epoch limit or budget: the run goes on
+            self.stop_reason = None
         if self._should_drop() and not spent:  # stopped early, and now has a drop left
             self._drop_learning_rate()
         self.logger.info(f"Resumed from {path} at epoch {self.start_epoch}")
