@@ -101,7 +101,7 @@ class QBERT4Rec(SemanticItemsMixin, SequentialRecommender):
 
     def set_extra_state(self, state: dict) -> None:
         self._set_stage(state["train_stage"])
-        self.generator.set_state(state["mask_rng"])
+        self.generator.set_state(state["mask_rng"].cpu())  # a CPU byte tensor, even on a GPU run
 
     # -- encoder -------------------------------------------------------------------------------
     def forward(self, items: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

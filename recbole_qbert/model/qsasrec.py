@@ -71,7 +71,7 @@ class QSASRec(SemanticItemsMixin, SASRec):
         return {"mask_rng": self.generator.get_state()}
 
     def set_extra_state(self, state: dict) -> None:
-        self.generator.set_state(state["mask_rng"])
+        self.generator.set_state(state["mask_rng"].cpu())  # a CPU byte tensor, even on a GPU run
 
     def _encode_bucket(self, items: torch.Tensor, lengths: torch.Tensor, *mask: torch.Tensor) -> torch.Tensor:
         """Causal encoding of ``items`` ``(B, T)`` (left-aligned, 0 after ``lengths``), with the positions

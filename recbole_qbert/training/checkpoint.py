@@ -66,16 +66,18 @@ def rng_states(loader=None) -> dict:
 
 
 def set_rng_states(states: dict, loader=None) -> None:
-    """Restore what :func:`rng_states` saved."""
-    torch.set_rng_state(states["torch"])
+    """Restore what :func:`rng_states` saved. Generator states must be CPU byte tensors, whatever device
+    the checkpoint was loaded onto."""
+    torch.set_rng_state(states["torch"].cpu())
     n = states["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    np.random.set_state((n["kind"], n["keys"].cpu().numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached"]))
     p = states["python"]
     random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
     if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in states["cuda"]])
     if "loader" in states and loader is not None and getattr(loader, "generator", None) is not None:
-        loader.generator.set_state(states["loader"])
+        loader.generator.set_state(states["loader"].cpu())
 
 
 class CheckpointMixin:
