@@ -52,6 +52,8 @@ def run_main(argv: List[str]) -> int:
     parser.add_argument("--dataset", "-d", default="ml-100k",
                         help="dataset name: ml-100k (shipped with recbole) or a converted one in data_path")
     parser.add_argument("--config_files", default=None, help="space-separated YAML files, later ones win")
+    parser.add_argument("--config_file", action="append", default=[],
+                        help="one YAML file, its path taken whole (spaces and all); repeatable, after --config_files")
     parser.add_argument("--checkpoint_dir", default=None,
                         help="run folder for checkpoints, log and record (default: saved/<model>-<dataset>-<time>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --checkpoint_dir")
@@ -72,8 +74,9 @@ def run_main(argv: List[str]) -> int:
 
     from recbole_qbert.runner import run
 
-    record = run(args.model, args.dataset, _split_files(args.config_files), parse_overrides(rest),
-                 run_dir=args.checkpoint_dir, resume=args.resume, record_path=args.record, nproc=args.nproc)
+    config_files = _split_files(args.config_files) + args.config_file
+    record = run(args.model, args.dataset, config_files, parse_overrides(rest), run_dir=args.checkpoint_dir,
+                 resume=args.resume, record_path=args.record, nproc=args.nproc)
     print(f"{record['model']} on {record['dataset']} (seed {record['seed']}): best epoch {record['best_epoch']}, "
           f"test " + ", ".join(f"{k}={v:.4f}" for k, v in record["test"].items()))
     return 0

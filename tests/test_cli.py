@@ -1,4 +1,5 @@
 """The command-line tools answer bad input with one line and exit status 2, never a traceback."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +43,19 @@ def test_run_recbole_script_end_to_end(tiny_data, tmp_path, in_tmp):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "GRU4Rec on tiny (seed 2020): best epoch 0, test recall@5=" in out.stdout
     assert (tmp_path / "run" / "record.json").is_file()
+
+
+def test_config_file_paths_with_spaces_are_taken_whole(tiny_data, tmp_path, in_tmp):
+    """``--config_files`` is RecBole's space-separated list; ``--config_file`` (what the leaderboard passes)
+    takes one path whole, so a project folder or a row name with a space still works."""
+    folder = tmp_path / "my runs"
+    folder.mkdir()
+    (folder / "a b.yaml").write_text("hidden_size: 16\ninner_size: 32\n")
+    overrides = {k: v for k, v in tiny_overrides(tiny_data, epochs=1).items() if k not in ("hidden_size", "inner_size")}
+    args = [f"--{k}={v}" for k, v in overrides.items()]
+    assert run_main(["--model=SASRec", "--dataset=tiny", f"--config_file={folder / 'a b.yaml'}",
+                     f"--checkpoint_dir={folder / 'run'}", *args]) == 0
+    assert json.loads((folder / "run" / "record.json").read_text())["config"]["hidden_size"] == 16
 
 
 def test_list_models(capsys):

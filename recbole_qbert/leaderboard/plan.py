@@ -55,6 +55,6 @@ def plan_run(spec: Spec, model: str, seed: int, tag: str) -> Optional[List[str]]
                 (run_dir / stale).unlink(missing_ok=True)
     print(f"{tag}: {'resuming' if resume else 'running'}", flush=True)
     cmd = [sys.executable, str(PROJECT_ROOT / "run_recbole.py"), f"--model={spec.model_of(model)}",
-           f"--dataset={spec.dataset}", f"--config_files={' '.join(spec.config_files + [str(config_file)])}",
+           f"--dataset={spec.dataset}", *[f"--config_file={f}" for f in spec.config_files + [str(config_file)]],
            f"--checkpoint_dir={run_dir}", f"--record={spec.record_path(model, seed)}"]
     return cmd + ["--resume"] if resume else cmd
