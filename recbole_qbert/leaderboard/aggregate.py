@@ -73,7 +73,6 @@ def summarise(by_model: Dict[str, List[dict]]) -> List[dict]:
         if all(subsets):
             for metric in SUBSET_METRICS:
                 row[metric] = _mean_std([m[metric.split(" ")[1]] for m in subsets])
-            row["subset events"] = records[0]["test_subset"]["events"]
         for key in COST_KEYS:
             row[key] = statistics.fmean(float(r[key] if r.get(key) is not None else "nan") for r in records)
         row["peak_rss_mb"] = max(r["peak_memory"]["rss_mb"] for r in records)

@@ -8,6 +8,7 @@ from recbole_qbert.config import PROJECT_ROOT, check_model_reads, load_spec_yaml
 from recbole_qbert.errors import QBertError
 from recbole_qbert.run_record import command_line
 
+TABLE_KEYS = {"metrics", "topk", "valid_metric"}  # what every record must share for the tables to read it
 SPEC_KEYS = {"name": "str", "dataset": "str", "extends": "str", "models": "list", "seeds": "list[int]",
              "config_files": "list[str]|None", "config": "dict|None", "model_config": "dict|None"}
 
@@ -98,6 +99,12 @@ def load_spec(path, out: Optional[str] = None, overrides: Optional[Dict] = None)
         if model not in names:
             raise QBertError(f"{path}: model_config names '{model}', which is not in models")
         check_model_reads(config, model_class.get(model, model), f"{path}: model '{model}'")
+    shared = {**(data.get("config") or {}), **(overrides or {})}
+    for where, config in [("config", shared)] + [(f"model '{m}'", c) for m, c in model_config.items()]:
+        fixed = sorted(set(config) & TABLE_KEYS)
+        if fixed:
+            raise QBertError(f"{path}: {where}: '{fixed[0]}' cannot change on a leaderboard, whose tables report "
+                             "recall, ndcg and mrr at 5, 10 and 20 and pick each run's best epoch by valid NDCG@10")
     name = data.get("name") or Path(path).stem
     base = Path(path).resolve().parent
     return Spec(
@@ -107,7 +114,7 @@ def load_spec(path, out: Optional[str] = None, overrides: Optional[Dict] = None)
         seeds=list(data["seeds"]),
         out=Path(out) if out else PROJECT_ROOT / "results" / "leaderboard" / name,
         config_files=[str(f if Path(f).is_absolute() else (base / f)) for f in data.get("config_files") or []],
-        config={**(data.get("config") or {}), **(overrides or {})},
+        config=shared,
         model_config=model_config,
         model_class=model_class,
         source=str(path),
