@@ -27,7 +27,8 @@ class PreNormBlock(nn.Module):
         self.dropout = nn.Dropout(hidden_dropout_prob)
 
     def forward(self, x: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """``x`` ``(B, T, H)``, ``attention_mask`` additive ``(B, 1, T, T)`` (0 allowed, -1e4 blocked)."""
+        """``x`` ``(B, T, H)``, ``attention_mask`` additive ``(B, 1, T, T)``, or ``(B, 1, 1, T)`` when it only
+        hides padding (0 allowed, -1e4 blocked)."""
         batch, length, hidden = x.shape
         # (3, B, heads, T, H / heads)
         q, k, v = self.qkv(self.attn_norm(x)).view(batch, length, 3, self.n_heads, -1).permute(2, 0, 3, 1, 4)

@@ -38,7 +38,8 @@ def load_pretrained(model, path, *, parts: Iterable[str], freeze: Iterable[str] 
     target = model.state_dict()
     for key, value in source.items():
         if key not in target:
-            raise QBertError(f"{path}: has '{key}', which this model lacks (different backbone: n_layers?)")
+            raise QBertError(f"{path}: has '{key}', which this model lacks (different backbone: n_layers? or a part "
+                             "this model is built without: leave it out of pretrained_parts)")
         if value.shape != target[key].shape:
             what = "code vocabulary" if key.startswith("code_embeddings") else "backbone shape"
             raise QBertError(f"{path}: different {what}: '{key}' is {tuple(value.shape)} there, "

@@ -13,8 +13,8 @@ embedding per semantic-ID level (its code tuple from stage 2) instead of a free 
 ID embedding can be added on top. The whole catalogue is scored by dot product with the same composed
 item embeddings, so an item that has codes but was never trained on can still be recommended.
 
-Training works on one sequence per user (``QBERT4RecDataset``): the user's whole training history
-with the target appended, of which the masking strategy hides several positions. In pretraining one
+Training works on one sequence per user (``QBERT4RecDataset``): the user's training history (its last
+``MAX_ITEM_LIST_LENGTH`` items) with the target appended, of which the masking strategy hides several positions. In pretraining one
 strategy is drawn per sequence from ``mask_strategies`` (random cloze, span, tail, multi-region); in
 fine-tuning only the last position is masked, exactly as at inference. With ``finetune_from`` one run
 does both: it pretrains, then switches to fine-tuning once that share of its epochs or time budget is
@@ -113,8 +113,8 @@ class QBERT4Rec(SemanticItemsMixin, SequentialRecommender):
         return self.transform(items, attention, mask)
 
     def encode(self, items: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """:meth:`forward` over length buckets: the same hidden states ``(B, T, H)`` (zeros on padding),
-        at a fraction of the cost for short sequences."""
+        """:meth:`forward` over length buckets: the same hidden states ``(B, T, H)`` at every real position,
+        at a fraction of the cost for short sequences (padding positions hold values nothing reads)."""
         return encode_by_length(self.forward, items, lengths, self.hidden_size, mask)
 
     def _with_slot(self, interaction, fill: torch.Tensor):

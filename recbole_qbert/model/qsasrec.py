@@ -15,7 +15,8 @@ from what the bidirectional masked training brings.
 Training reads one sequence per user (``QBERT4RecDataset``) and predicts the next item at every position
 of it with a softmax over the whole catalogue (or, with ``train_negatives``, over the target and that
 many uniformly drawn items: sampled softmax), which is SASRec's original objective: the same
-(history, next item) pairs as RecBole's one sample per prefix, in one pass over each history. With
+(history, next item) pairs as RecBole's one sample per prefix, in one pass over each history, except that
+a history longer than ``MAX_ITEM_LIST_LENGTH`` trains on its last ``MAX_ITEM_LIST_LENGTH`` targets only. With
 ``input_mask_strategies``, strategies of the masking registry hide some input items behind a mask token
 in training (every position still predicts its next item), so the model learns to recommend from
 incomplete histories. ``transformer_norm: pre`` swaps RecBole's post-norm layers for the original
