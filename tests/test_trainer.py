@@ -135,6 +135,17 @@ def test_cpu_clock_budget_counts_this_process_cpu_seconds(tiny_data, tmp_path, i
         tiny_run(tiny_data, tmp_path / "bad", epochs=1, train_budget_s=1, train_budget_clock="moon")
 
 
+def test_budget_cuts_an_epoch_of_recbole_knowledge_graph_trainer(tmp_path, in_tmp):
+    """RecBole's KGTrainer calls the loader's ``set_mode`` and ``knowledge_shuffle`` through the budget's
+    wrapper (CKE on MovieLens-100K's knowledge graph, shipped in the recbole wheel)."""
+    record = run("CKE", "ml-100k", run_dir=tmp_path / "run", overrides={
+        "epochs": 5, "train_budget_s": 1, "embedding_size": 16, "kg_embedding_size": 16, "show_progress": False,
+        "state": "WARNING", "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1},
+        "load_col": {"inter": ["user_id", "item_id", "timestamp"], "kg": ["head_id", "relation_id", "tail_id"],
+                     "link": ["item_id", "entity_id"]}})
+    assert record["stop_reason"] == "budget" and "partial" in record["history"][-1]
+
+
 def test_budgeted_batches_yield_all_before_the_deadline_and_at_least_one():
     from recbole_qbert.trainer import BudgetedBatches
 

@@ -25,6 +25,10 @@ class BudgetedBatches:
     def __len__(self) -> int:
         return len(self.loader)
 
+    def __getattr__(self, name):
+        # the rest of the loader's interface (RecBole's KG trainers call set_mode and knowledge_shuffle)
+        return getattr(self.loader, name)
+
     def __iter__(self):
         for batch in self.loader:
             if self.yielded and self.clock() >= self.deadline:
