@@ -14,12 +14,13 @@ ID embedding can be added on top. The whole catalogue is scored by dot product w
 item embeddings, so an item that has codes but was never trained on can still be recommended.
 
 Training works on one sequence per user (``QBERT4RecDataset``): the user's training history (its last
-``MAX_ITEM_LIST_LENGTH`` items) with the target appended, of which the masking strategy hides several positions. In pretraining one
-strategy is drawn per sequence from ``mask_strategies`` (random cloze, span, tail, multi-region); in
-fine-tuning only the last position is masked, exactly as at inference. With ``finetune_from`` one run
-does both: it pretrains, then switches to fine-tuning once that share of its epochs or time budget is
-spent (the trainer reports progress through :meth:`QBERT4Rec.on_training_progress`). ``seen_item_bias``
-learns one score offset for the items a sequence visibly holds
+``MAX_ITEM_LIST_LENGTH`` items) with the target appended, of which the masking strategy hides several
+positions. In pretraining one strategy is drawn per sequence from ``mask_strategies`` (random cloze,
+span, tail, multi-region); in fine-tuning only the last position is masked, exactly as at inference. With
+``finetune_from`` one run does both: it pretrains, then switches to fine-tuning once that share of its
+epochs or time budget is spent (the trainer reports progress through
+:meth:`QBERT4Rec.on_training_progress`). ``seen_item_bias`` learns one score offset for the items a
+sequence visibly holds
 (:class:`~recbole_qbert.model.semantic_items.SemanticItemsMixin`). ``transformer_norm: pre`` swaps BERT's
 post-norm layers for pre-norm ones (:mod:`recbole_qbert.model.prenorm`), as QSASRec can.
 """
