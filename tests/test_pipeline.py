@@ -16,6 +16,19 @@ QUANTIZE = ["--set", "n_levels=2", "--set", "codebook_size=8", "--set", "code_di
             "--set", "epochs=2", "--set", "threads=1", "--quiet"]
 
 
+def spec_loader(spec: dict, tmp_path):
+    """Write ``spec`` under ``tmp_path`` and return a loader of it whose stamps and report stay there too."""
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(spec))
+
+    def load():
+        pipeline = load_pipeline(path)
+        pipeline.stamps, pipeline.report = tmp_path / "stamps", tmp_path / "report.json"
+        return pipeline
+
+    return load
+
+
 @pytest.fixture
 def synth_pipeline(tmp_path):
     root = tmp_path / "atomic"
@@ -27,15 +40,7 @@ def synth_pipeline(tmp_path):
                 "--set", f"sid_file={sid}", *QUANTIZE],
         "inputs": [str(root / "synth"), str(features)],
         "outputs": [str(sid.parent)]}]}
-    path = tmp_path / "pipeline.yaml"
-    path.write_text(yaml.safe_dump(spec))
-
-    def load():
-        pipeline = load_pipeline(path)
-        pipeline.stamps, pipeline.report = tmp_path / "stamps", tmp_path / "report.json"
-        return pipeline
-
-    return load, features, sid
+    return spec_loader(spec, tmp_path), features, sid
 
 
 def test_steps_are_skipped_until_an_input_or_output_changes(synth_pipeline, capsys):
@@ -64,19 +69,12 @@ def test_steps_are_skipped_until_an_input_or_output_changes(synth_pipeline, caps
     assert report["outputs"][str(sid.resolve())] == hashlib.sha256(sid.read_bytes()).hexdigest()
 
 
-def test_a_training_step_rerun_into_its_run_folder_resumes_it(tiny_data, tmp_path, capsys):
+def test_a_training_step_rerun_into_its_run_folder_resumes_it(tiny_data, tmp_path):
     run_dir = tmp_path / "run"
     args = [f"--{k}={v}" for k, v in tiny_overrides(tiny_data, epochs=2).items()]
-    spec = {"name": "p", "dataset": "tiny", "steps": [{
+    load = spec_loader({"name": "p", "dataset": "tiny", "steps": [{
         "name": "train", "run": ["run_recbole", "--model=SASRec", "--dataset=tiny", f"--checkpoint_dir={run_dir}",
-                                 *args], "outputs": [str(run_dir / "record.json")]}]}
-    (tmp_path / "p.yaml").write_text(yaml.safe_dump(spec))
-
-    def load():
-        pipeline = load_pipeline(tmp_path / "p.yaml")
-        pipeline.stamps, pipeline.report = tmp_path / "stamps", tmp_path / "report.json"
-        return pipeline
-
+                                 *args], "outputs": [str(run_dir / "record.json")]}]}, tmp_path)
     run_pipeline(load(), leaderboard=False)
     first = json.loads((run_dir / "record.json").read_text())
     (tmp_path / "stamps" / "train.json").unlink()  # as an interrupted step leaves it
