@@ -33,7 +33,8 @@ def check_atomic_files(config, suffixes: Optional[List[str]] = None) -> Dict[str
             continue
         header = read_header(path, sep)
         check_rows(path, sep, len(header))
-        missing = [c for c in load_col.get(suffix, []) if c not in header]
+        wanted = load_col.get(suffix)  # RecBole reads True as every column
+        missing = [c for c in wanted if c not in header] if isinstance(wanted, (list, tuple)) else []
         if missing:
             raise QBertError(f"{path}: load_col asks for {missing}, the file has {list(header)}")
         headers[suffix] = header

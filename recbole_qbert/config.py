@@ -2,7 +2,8 @@
 
 Config files are layered, later ones winning:
 
-1. ``properties/overall.yaml`` (the evaluation protocol, README.md "Evaluation protocol");
+1. ``properties/overall.yaml`` (the evaluation protocol, README.md "Evaluation protocol"), then
+   ``properties/model_type/<type>.yaml`` for the model's RecBole type (``sequential``) when it exists;
 2. ``<data_path>/<dataset>/<dataset>.yaml`` (written by ``dataset_prep.convert``), then
    ``properties/dataset/<dataset>.yaml``, each when it exists;
 3. ``properties/model/<Model>.yaml`` for this package's own models (RecBole never loads an outside
@@ -116,7 +117,8 @@ def _shared_keys() -> set:
     for name in ("general_arguments", "training_arguments", "evaluation_arguments", "dataset_arguments"):
         keys.update(getattr(argument_list, name))
     keys |= _yaml_keys(_recbole_properties().rglob("*.yaml"))
-    return keys | _yaml_keys([PROPERTIES / "overall.yaml"])  # not the stage configs: RecBole never reads them
+    # not the stage configs: RecBole never reads them
+    return keys | _yaml_keys([PROPERTIES / "overall.yaml", *PROPERTIES.glob("model_type/*.yaml")])
 
 
 def known_keys() -> set:
@@ -158,7 +160,8 @@ def declared_values() -> Dict:
     this project's overall, model and dataset YAML files."""
     from recbole_qbert.value_types import RECBOLE_DECLARATIONS, declarations_in, merged_declarations
 
-    files = [PROPERTIES / "overall.yaml", *sorted(PROPERTIES.glob("model/*.yaml")),
+    files = [PROPERTIES / "overall.yaml", *sorted(PROPERTIES.glob("model_type/*.yaml")),
+             *sorted(PROPERTIES.glob("model/*.yaml")),
              *sorted(PROPERTIES.glob("dataset/*.yaml"))]
     return merged_declarations(RECBOLE_DECLARATIONS, *(declarations_in(f) for f in files),
                                where=str(PROPERTIES))
@@ -218,13 +221,16 @@ def resolve_data_path(value: str) -> str:
     return str(project_path(value)) + "/"
 
 
-def config_file_list(model_name: str, dataset: str, config_files: Sequence = (), *,
+def config_file_list(model_class, dataset: str, config_files: Sequence = (), *,
                      own_model: bool = False) -> List[Path]:
     files = [PROPERTIES / "overall.yaml"]
+    type_file = PROPERTIES / "model_type" / f"{model_class.type.name.lower()}.yaml"
+    if type_file.is_file():
+        files.append(type_file)
     dataset_file = PROPERTIES / "dataset" / f"{dataset}.yaml"
     if dataset_file.is_file():
         files.append(dataset_file)
-    model_file = PROPERTIES / "model" / f"{model_name}.yaml"
+    model_file = PROPERTIES / "model" / f"{model_class.__name__}.yaml"
     if own_model and model_file.is_file():
         files.append(model_file)
     return files + [Path(f) for f in config_files]
@@ -238,9 +244,15 @@ def build_config(model_class, dataset: str, config_files: Sequence = (),
     ``sys.argv``; it is hidden while the config is built so that only what is passed here counts.
     """
     from recbole.config import Config
+    from recbole.utils import ModelType
 
+    if model_class.type in (ModelType.CONTEXT, ModelType.DECISIONTREE):
+        raise QBertError(f"{model_class.__name__} is a context-aware model: it learns from labelled rows "
+                         "(RecBole's eval mode 'labeled'), which this project's protocol does not provide; "
+                         "it ranks every item after leave-one-out splits (sequential, general and "
+                         "knowledge-aware models)")
     overrides = dict(overrides or {})
-    files = config_file_list(model_class.__name__, dataset, config_files, own_model=own_model)
+    files = config_file_list(model_class, dataset, config_files, own_model=own_model)
     known, declared = known_keys(), declared_values()
     merged = {}
     for f in files:
@@ -270,6 +282,12 @@ def build_config(model_class, dataset: str, config_files: Sequence = (),
     finally:
         sys.argv = argv
     check_cross(config.final_config_dict, "config")
+    if model_class.type == ModelType.KNOWLEDGE and isinstance(config["load_col"], dict):
+        # a dataset file's load_col names what sequential models read; RecBole's own quick-start config
+        # adds the graph files for knowledge-aware models, which would otherwise load without a graph
+        graph = {"kg": [config[f] for f in ("HEAD_ENTITY_ID_FIELD", "RELATION_ID_FIELD", "TAIL_ENTITY_ID_FIELD")],
+                 "link": [config["ITEM_ID_FIELD"], config["ENTITY_ID_FIELD"]]}
+        config["load_col"] = {**graph, **config["load_col"]}
     # hashed now: some RecBole models (BERT4Rec) add keys to the config when they are built
     config.run_hash = config_hash(config)
     return config

@@ -54,8 +54,8 @@ MODULE_DEPENDENCIES = {
     "quantize": ["dataset_prep/quantize.py", "recbole_qbert/quantize", "recbole_qbert/semantic_ids.py",
                  "properties/quantize.yaml"],
     "run_recbole": ["run_recbole.py", "recbole_qbert/model", "recbole_qbert/trainer.py",
-                    "recbole_qbert/training", "recbole_qbert/data", "properties/model", "properties/overall.yaml",
-                    "properties/qbert4rec"],
+                    "recbole_qbert/training", "recbole_qbert/data", "properties/model", "properties/model_type",
+                    "properties/overall.yaml", "properties/qbert4rec"],
 }
 KERNELS = "recbole_qbert/cpu_kernels.py"  # pins the CPU kernels every step computes with
 

@@ -59,3 +59,16 @@ def test_valid_tiny_dataset_passes_the_check(tmp_path):
     write_tiny_dataset(tmp_path)
     config = build_config(resolve_model("SASRec"), "tiny", overrides=tiny_overrides(tmp_path))
     assert check_atomic_files(config)["inter"] == {"user_id": "token", "item_id": "token", "timestamp": "float"}
+
+
+def test_load_col_true_reads_every_column_and_still_checks_the_file(tmp_path):
+    """RecBole reads ``load_col: {inter: True}`` as every column of the file."""
+    from recbole_qbert.atomic_check import check_atomic_files
+    from recbole_qbert.config import build_config
+
+    write_tiny_dataset(tmp_path)
+    config = build_config(resolve_model("SASRec"), "tiny", overrides=tiny_overrides(tmp_path, load_col={"inter": True}))
+    assert set(check_atomic_files(config)["inter"]) == {"user_id", "item_id", "timestamp"}
+    (tmp_path / "tiny" / "tiny.inter").write_text("user_id:token\titem_id:token\nu1\ti1\nu2\n")
+    with pytest.raises(QBertError, match="line 3 has 1 fields"):
+        check_atomic_files(config)

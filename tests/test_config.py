@@ -24,6 +24,30 @@ def test_protocol_defaults_apply_to_builtin_models():
     assert config["train_neg_sample_args"] is None or config["train_neg_sample_args"]["distribution"] == "none"
 
 
+def test_pair_learning_models_keep_recboles_negative_sampling():
+    """The protocol's "no negative sampling" (CE over the catalogue) is for sequential models; general and
+    knowledge-aware models learn from (positive, sampled negative) pairs, RecBole's default."""
+    for name in ("BPR", "CKE"):
+        config = build_config(resolve_model(name), "ml-100k")
+        assert config["train_neg_sample_args"]["distribution"] == "uniform"
+        assert config["train_neg_sample_args"]["sample_num"] == 1
+    off = build_config(resolve_model("BPR"), "ml-100k", overrides={"train_neg_sample_args": None})
+    assert off["train_neg_sample_args"]["distribution"] == "none"  # a user's choice still wins
+
+
+def test_knowledge_aware_models_load_the_graph_files_beside_the_dataset_columns():
+    config = build_config(resolve_model("CKE"), "ml-100k")
+    assert config["load_col"]["kg"] == ["head_id", "relation_id", "tail_id"]
+    assert config["load_col"]["link"] == ["item_id", "entity_id"]
+    assert config["load_col"]["inter"] == ["user_id", "item_id", "timestamp"]  # properties/dataset/ml-100k.yaml
+    assert "kg" not in sasrec_config()["load_col"]
+
+
+def test_context_aware_models_are_refused_in_one_line():
+    with pytest.raises(QBertError, match=r"^FM is a context-aware model: .*labelled rows[^\n]*$"):
+        build_config(resolve_model("FM"), "ml-100k")
+
+
 def test_layering_user_file_then_overrides(tmp_path):
     user = tmp_path / "user.yaml"
     user.write_text("learning_rate: 0.01\nepochs: 7\n")
