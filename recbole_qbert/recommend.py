@@ -92,6 +92,11 @@ class Recommender:
     """A trained model with its dataset, answering top-k queries by item and user tokens."""
 
     def __init__(self, config, model, dataset):
+        from recbole.utils import ModelType
+
+        if config["MODEL_TYPE"] != ModelType.SEQUENTIAL:
+            raise QBertError(f"{config['model']} is not a sequential model: recommendations continue a history, "
+                             "which only sequential models read")
         self.config, self.model, self.dataset = config, model, dataset
         self.inter_file = Path(config["data_path"]) / f"{config['dataset']}.inter"
         self.title_field = next((f for f in TITLE_FIELDS if dataset.item_feat is not None

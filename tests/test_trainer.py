@@ -8,7 +8,7 @@ import torch
 
 from recbole_qbert.errors import QBertError
 from recbole_qbert.runner import run
-from recbole_qbert.trainer import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from recbole_qbert.trainer import CHECKPOINT_FORMAT, load_checkpoint, make_trainer, save_checkpoint
 from fixtures.ranking import best_model, full_ranking_metrics
 from fixtures.tiny import tiny_overrides, write_tiny_semantic_ids
 
@@ -22,6 +22,31 @@ def test_checkpoint_round_trip_is_atomic_and_tensor_only(tmp_path):
     save_checkpoint({"format": CHECKPOINT_FORMAT, "state_dict": {"w": torch.ones(2)}, "history": [{"epoch": 0}]}, path)
     assert torch.equal(load_checkpoint(path)["state_dict"]["w"], torch.ones(2))
     assert [p.name for p in tmp_path.iterdir()] == ["c.pth"]
+
+
+def test_models_state_outside_the_state_dict_round_trips_through_a_weights_only_checkpoint(tmp_path):
+    """RecBole's ``other_parameter()``: ItemKNN keeps a scipy matrix, EASE numpy arrays, RippleNet nested
+    dicts with numpy keys, SASRecF a submodule (its weights are in the state dict)."""
+    import scipy.sparse as sp
+
+    from recbole_qbert.training.other_parameter import decode_other_parameter, encode_other_parameter
+
+    coo = sp.random(5, 4, density=0.4, format="coo", random_state=0)
+    params = {"w": coo.tocsr(), "m": coo, "sim": np.arange(6.0).reshape(2, 3), "e": torch.ones(3), "n": 3,
+              "ripple": {np.int64(1): [(np.array([1, 2]), [np.int32(3)])]}, "layer": torch.nn.Linear(2, 2)}
+    path = tmp_path / "c.pth"
+    save_checkpoint({"format": CHECKPOINT_FORMAT, "other_parameter": encode_other_parameter(params)}, path)
+    back = decode_other_parameter(load_checkpoint(path)["other_parameter"])
+    assert set(back) == set(params) - {"layer"}
+    assert back["w"].format == "csr" and back["m"].format == "coo"
+    assert (back["w"] != params["w"]).nnz == 0 and np.array_equal(back["m"].toarray(), coo.toarray())
+    assert back["sim"].dtype == np.float64 and np.array_equal(back["sim"], params["sim"])
+    assert torch.equal(back["e"], params["e"]) and back["n"] == 3
+    (items, relations), = back["ripple"][1]
+    assert np.array_equal(items, [1, 2]) and relations == [3]
+    assert decode_other_parameter(None) is None
+    with pytest.raises(QBertError, match="model state 'bad' holds a object"):
+        encode_other_parameter({"bad": object()})
 
 
 class Evil:
@@ -140,10 +165,26 @@ def test_budget_cuts_an_epoch_of_recbole_knowledge_graph_trainer(tmp_path, in_tm
     wrapper (CKE on MovieLens-100K's knowledge graph, shipped in the recbole wheel)."""
     record = run("CKE", "ml-100k", run_dir=tmp_path / "run", overrides={
         "epochs": 5, "train_budget_s": 1, "embedding_size": 16, "kg_embedding_size": 16, "show_progress": False,
-        "state": "WARNING", "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1},
-        "load_col": {"inter": ["user_id", "item_id", "timestamp"], "kg": ["head_id", "relation_id", "tail_id"],
-                     "link": ["item_id", "entity_id"]}})
+        "state": "WARNING"})
     assert record["stop_reason"] == "budget" and "partial" in record["history"][-1]
+
+
+@pytest.mark.parametrize("model", ["BPR", "ItemKNN", "EASE"])
+def test_general_models_train_and_reload_on_ml100k(model, tmp_path, in_tmp):
+    """RecBole's general models (pairs with one sampled negative; ItemKNN's scipy and EASE's numpy state
+    outside the state dict) train on the real MovieLens-100K and test on their best.pth reloaded."""
+    from recbole_qbert.recommend import Recommender, load_data_and_model
+
+    record = run(model, "ml-100k", run_dir=tmp_path / "run", overrides={
+        "epochs": 2, "learning_rate": 0.01, "show_progress": False, "state": "WARNING"})
+    assert record["test"]["ndcg@10"] > 3 * sum(1 / np.log2(r + 2) for r in range(10)) / 1682  # chance level
+    if model == "BPR":
+        assert record["config"]["train_neg_sample_args"]["sample_num"] == 1
+    config, reloaded, dataset, _, _, test = load_data_and_model(tmp_path / "run" / "best.pth")
+    again = make_trainer(config, reloaded).evaluate(test, load_best_model=False)
+    assert again["ndcg@10"] == pytest.approx(record["test"]["ndcg@10"], abs=1e-4)
+    with pytest.raises(QBertError, match=f"{model} is not a sequential model"):
+        Recommender(config, reloaded, dataset)
 
 
 def test_budgeted_batches_yield_all_before_the_deadline_and_at_least_one():

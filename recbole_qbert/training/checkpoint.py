@@ -18,6 +18,7 @@ import yaml
 from recbole_qbert.config import plain_config
 from recbole_qbert.errors import QBertError
 from recbole_qbert.safe_io import atomic_path
+from recbole_qbert.training.other_parameter import decode_other_parameter, encode_other_parameter
 
 # 2: last.pth holds every random state (torch, numpy, Python, the loader's shuffling) and models' extra state
 CHECKPOINT_FORMAT = 2
@@ -114,7 +115,7 @@ class CheckpointMixin:
         if epoch < 0 and path.is_file():
             return
         save_checkpoint({**self._meta(), "epoch": epoch, "state_dict": self.model.state_dict(),
-                         "other_parameter": self.model.other_parameter()}, path)
+                         "other_parameter": encode_other_parameter(self.model.other_parameter())}, path)
         if verbose:
             self.logger.info(f"Saved best model: {path}")
 
@@ -133,7 +134,7 @@ class CheckpointMixin:
             "stop_reason": self.stop_reason or "",
             **self._plateau_state(),
             "state_dict": self.model.state_dict(),
-            "other_parameter": self.model.other_parameter(),
+            "other_parameter": encode_other_parameter(self.model.other_parameter()),
             "optimizer": self.optimizer.state_dict(),
             "rng": rng_states(self._train_loader),
         }, self.last_checkpoint_file)
@@ -147,7 +148,7 @@ class CheckpointMixin:
         state = load_checkpoint(path, map_location=self.device)
         self._check_meta(state, path)
         self.model.load_state_dict(state["state_dict"])
-        self.model.load_other_parameter(state.get("other_parameter"))
+        self.model.load_other_parameter(decode_other_parameter(state.get("other_parameter")))
         self.optimizer.load_state_dict(state["optimizer"])
         self._pending_rng = state["rng"]
         self.cur_step = state["cur_step"]
@@ -175,7 +176,7 @@ class CheckpointMixin:
         state = load_checkpoint(path, map_location=self.device)
         self._check_meta(state, path)
         self.model.load_state_dict(state["state_dict"])
-        self.model.load_other_parameter(state.get("other_parameter"))
+        self.model.load_other_parameter(decode_other_parameter(state.get("other_parameter")))
         self.logger.info(f"Loaded model of epoch {state['epoch']} from {path}")
 
     @torch.no_grad()
