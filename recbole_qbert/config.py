@@ -247,10 +247,10 @@ def build_config(model_class, dataset: str, config_files: Sequence = (),
     from recbole.utils import ModelType
 
     if model_class.type in (ModelType.CONTEXT, ModelType.DECISIONTREE):
-        raise QBertError(f"{model_class.__name__} is a context-aware model: it learns from labelled rows "
-                         "(RecBole's eval mode 'labeled'), which this project's protocol does not provide; "
-                         "it ranks every item after leave-one-out splits (sequential, general and "
-                         "knowledge-aware models)")
+        kind = "context-aware" if model_class.type == ModelType.CONTEXT else "decision-tree"
+        raise QBertError(f"{model_class.__name__} is a {kind} model: it learns from labelled rows (RecBole's eval "
+                         "mode 'labeled'), which this project's protocol does not provide; it ranks every item "
+                         "after leave-one-out splits, for sequential, general and knowledge-aware models")
     overrides = dict(overrides or {})
     files = config_file_list(model_class, dataset, config_files, own_model=own_model)
     known, declared = known_keys(), declared_values()

@@ -39,7 +39,10 @@ def resolve_model(name: str):
         from recbole_qbert.compat import import_recbole_models
 
         import_recbole_models()  # get_model imports the sequential zoo; keep anomaly detection off
-        return get_model(name)
+        try:
+            return get_model(name)
+        except ImportError as e:  # RecBole's decision-tree models import lightgbm and xgboost
+            raise QBertError(f"model '{name}' needs the Python package '{e.name}', which is not installed") from None
     choices = sorted(OWN_MODELS) + recbole_model_names()
     close = difflib.get_close_matches(name, choices, n=3)
     hint = f"; did you mean {', '.join(close)}?" if close else "; see `python run_recbole.py --list-models`"

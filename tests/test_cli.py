@@ -19,6 +19,9 @@ REPO = Path(__file__).resolve().parent.parent
     (["--model=SASRec", "--config_files=absent.yaml"], "absent.yaml: config file not found"),
     (["--model=SASRec", "--resume"], "--resume needs --checkpoint_dir"),
     (["--model=SASRec", "stray"], "cannot read 'stray', expected --key=value"),
+    (["--model=FM", "--dataset=ml-100k"], "FM is a context-aware model"),
+    # RecBole's decision-tree models: refused, or first missing their package (lightgbm is not a dependency)
+    (["--model=xgboost", "--dataset=ml-100k"], "xgboost"),
 ])
 def test_run_errors_are_one_line(argv, message, capsys, in_tmp):
     assert run_main(argv) == 2
