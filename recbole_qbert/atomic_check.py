@@ -6,7 +6,7 @@ from deep inside its loader (or not at all). These checks turn each into one lin
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from recbole_qbert.data.atomic_files import check_rows, read_header
+from recbole_qbert.data.atomic_files import ITEM_FIELD, USER_FIELD, check_rows, read_header, read_interactions
 from recbole_qbert.errors import QBertError
 
 
@@ -14,7 +14,8 @@ def check_atomic_files(config, suffixes: Optional[List[str]] = None) -> Dict[str
     """Validate ``<dataset>.inter`` (required) and the other atomic files ``load_col`` names.
 
     Returns the headers by suffix. Raises :class:`QBertError` for a missing folder or file, a header
-    in the wrong format or separator, a ragged row, or a ``load_col`` column the file lacks.
+    in the wrong format or separator, a ragged row, a ``load_col`` column the file lacks, or an
+    interaction with an empty user or item token or a timestamp that is not a number.
     """
     folder = Path(config["data_path"])  # RecBole has joined the dataset name to it
     name = config["dataset"]
@@ -33,6 +34,8 @@ def check_atomic_files(config, suffixes: Optional[List[str]] = None) -> Dict[str
             continue
         header = read_header(path, sep)
         check_rows(path, sep, len(header))
+        if suffix == "inter" and sep == "\t" and {USER_FIELD, ITEM_FIELD} <= set(header):
+            read_interactions(path)  # RecBole drops empty tokens and sorts NaN timestamps without a word
         wanted = load_col.get(suffix)  # RecBole reads True as every column
         missing = [c for c in wanted if c not in header] if isinstance(wanted, (list, tuple)) else []
         if missing:

@@ -279,9 +279,12 @@ def build_config(model_class, dataset: str, config_files: Sequence = (),
     try:
         config = Config(model=model_class, dataset=dataset,
                         config_file_list=[str(f) for f in files], config_dict=overrides)
+    except (ValueError, KeyError, NotImplementedError, TypeError) as e:  # e.g. metrics: [Nope]
+        raise QBertError(f"config: RecBole refused it ({type(e).__name__}: {e})") from None
     finally:
         sys.argv = argv
     check_cross(config.final_config_dict, "config")
+    check_valid_metric(config)
     if model_class.type == ModelType.KNOWLEDGE and isinstance(config["load_col"], dict):
         # a dataset file's load_col names what sequential models read; RecBole's own quick-start config
         # adds the graph files for knowledge-aware models, which would otherwise load without a graph
@@ -291,6 +294,17 @@ def build_config(model_class, dataset: str, config_files: Sequence = (),
     # hashed now: some RecBole models (BERT4Rec) add keys to the config when they are built
     config.run_hash = config_hash(config)
     return config
+
+
+def check_valid_metric(config) -> None:
+    """``valid_metric`` (``NDCG@10``) must be one of the metrics at one of the cut-offs evaluated, or the
+    first evaluation after an epoch of training would fail on it."""
+    name, _, k = str(config["valid_metric"]).lower().partition("@")
+    metrics = [str(m).lower() for m in config["metrics"]]
+    topk = config["topk"] if isinstance(config["topk"], list) else [config["topk"]]
+    if name not in metrics or (k and (not k.isdigit() or int(k) not in topk)):
+        raise QBertError(f"config: valid_metric {config['valid_metric']} is not among the metrics evaluated "
+                         f"({', '.join(config['metrics'])} at {', '.join(map(str, topk))})")
 
 
 def plain_config(config) -> dict:

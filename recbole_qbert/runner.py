@@ -8,6 +8,7 @@ import datetime
 import json
 import logging
 import re
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -87,27 +88,41 @@ def load_data(config, model_class):
     logging.getLogger().info(str(dataset))
     stats = {"users": dataset.user_num - 1, "items": dataset.item_num - 1,  # minus RecBole's padding id
              "interactions": dataset.inter_num}
-    train, valid, test = data_preparation(config, dataset)
+    where = f"dataset '{config['dataset']}' in {config['data_path']}"
+    if config["eval_args"]["order"] == "TO" and dataset.time_field not in dataset.inter_feat:
+        raise QBertError(f"{where}: the protocol splits each user's interactions in time order (eval_args "
+                         f"order TO), but load_col does not load the time field '{dataset.time_field}'; add it "
+                         "to load_col inter")
+    try:
+        train, valid, test = data_preparation(config, dataset)
+    except Exception as e:  # RecBole checks the split arguments only here, with ValueError/KeyError
+        raise QBertError(f"{where}: RecBole could not split it ({type(e).__name__}: {e})") from e
     stats["train_samples"] = train._dataset.inter_num
     return stats, train, valid, test
 
 
-def evaluate_subset(config, trainer, test) -> dict:
-    """Test metrics over the test events whose target is in ``config['test_subset_items']``, by
+def read_subset_items(config, dataset):
+    """``(path, tokens)`` of ``config['test_subset_items']``, every token an item of ``dataset``; read
+    before training, so that a bad file fails before the run spends anything."""
+    from recbole_qbert.data.cold_start import read_item_list
+
+    path = project_path(config["test_subset_items"], cwd_first=True)  # as run_record.run_inputs hashes it
+    tokens = read_item_list(path)
+    known = set(dataset.field2token_id[dataset.iid_field])
+    unknown = [t for t in tokens if t not in known]
+    if unknown:
+        raise QBertError(f"{path}: {len(unknown)} items are not in dataset '{config['dataset']}' (e.g. {unknown[0]})")
+    return path, tokens
+
+
+def evaluate_subset(config, trainer, test, path, tokens) -> dict:
+    """Test metrics over the test events whose target is one of ``tokens`` (read from ``path``), by
     RecBole's full-ranking evaluator on a copy of the test set holding only those events."""
     import torch
     from recbole.data.dataloader import FullSortEvalDataLoader
 
-    from recbole_qbert.data.cold_start import read_item_list
-
-    path = project_path(config["test_subset_items"], cwd_first=True)  # as run_record.run_inputs hashes it
     dataset = test._dataset
     field = dataset.iid_field
-    tokens = read_item_list(path)
-    known = set(dataset.field2token_id[field])
-    unknown = [t for t in tokens if t not in known]
-    if unknown:
-        raise QBertError(f"{path}: {len(unknown)} items are not in dataset '{config['dataset']}' (e.g. {unknown[0]})")
     ids = torch.as_tensor(dataset.token2id(field, tokens))
     rows = torch.isin(dataset.inter_feat[field], ids)
     if not rows.any():
@@ -161,14 +176,27 @@ def run(model: str, dataset: str, config_files: Sequence = (), overrides: Option
     of every batch, as RecBole's own distributed training does.
     """
     run_dir = Path(run_dir) if run_dir else default_run_dir(model, dataset)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise QBertError(f"{run_dir}: is a file, not a run folder (checkpoint_dir)")
+    if nproc < 1:
+        raise QBertError(f"nproc must be at least 1, got {nproc}")
     with output_lock(run_dir, what="run"):
-        return _run_locked(model, dataset, config_files, overrides, run_dir, resume, record_path, nproc)
+        fresh = not run_dir.exists()
+        try:
+            return _run_locked(model, dataset, config_files, overrides, run_dir, resume, record_path, nproc)
+        except QBertError:
+            # a run refused before it trained leaves no folder holding only its log
+            if fresh and run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {"run.log"}:
+                shutil.rmtree(run_dir)
+            raise
 
 
 def _run_locked(model, dataset, config_files, overrides, run_dir: Path, resume: bool, record_path, nproc: int):
     import torch
 
     record_path = Path(record_path) if record_path else run_dir / "record.json"
+    if record_path.is_dir():
+        raise QBertError(f"{record_path}: is a folder; the record is written to a JSON file")
     last = run_dir / "last.pth"
     if resume and not last.is_file():
         raise QBertError(f"{last}: nothing to resume from")
@@ -212,6 +240,7 @@ def _run(model, dataset, config_files, overrides, run_dir: Path, resume: bool, r
         torch.set_num_threads(int(config["cpu_threads"]))
     init_seed(config["seed"], config["reproducibility"])
     stats, train, valid, test = load_data(config, model_class)
+    subset_items = read_subset_items(config, test._dataset) if config["test_subset_items"] else None
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     net = model_class(config, train._dataset).to(config["device"])
     trainer = make_trainer(config, net)
@@ -223,7 +252,7 @@ def _run(model, dataset, config_files, overrides, run_dir: Path, resume: bool, r
     test_result = trainer.evaluate(test, load_best_model=True, show_progress=config["show_progress"])
     eval_s, eval_cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
 
-    subset = evaluate_subset(config, trainer, test) if config["test_subset_items"] else None
+    subset = evaluate_subset(config, trainer, test, *subset_items) if subset_items else None
 
     history = trainer.history
     trained = [h for h in history if "train_s" in h]

@@ -26,6 +26,9 @@ def broken_dataset(tmp_path, content: str, name="broken"):
     ("user_id:token\titem_id:token\ttimestamp:float\nu1\ti1\t0\nu1\ti2\n", "line 3 has 2 fields, the header has 3"),
     ("user_id:token\titem_id:token\ttimestamp:float\n", "no data rows"),
     ("user_id:token\titem_id:token\nu1\ti1\n", "load_col asks for ['timestamp']"),
+    ("user_id:token\titem_id:token\titem_id:token\nu1\ti1\ti2\n", "header names column 'item_id' twice"),
+    ("user_id:token\titem_id:token\ttimestamp:float\nu1\ti1\t0\nu1\t\t1\n", "line 3: empty user or item token"),
+    ("user_id:token\titem_id:token\ttimestamp:float\nu1\ti1\t0\nu1\ti2\tnan\n", "line 3: timestamp is not a number"),
 ])
 def test_malformed_inter_file(tmp_path, in_tmp, content, message):
     data = broken_dataset(tmp_path, content)
@@ -45,11 +48,25 @@ def test_folder_without_inter_file(tmp_path, in_tmp):
         run_tiny(tmp_path, "empty")
 
 
-def test_a_failed_run_leaves_no_record(tmp_path, in_tmp):
+def test_a_file_that_is_not_utf8_is_named(tmp_path, in_tmp):
+    data = broken_dataset(tmp_path, "")
+    (data / "broken" / "broken.inter").write_bytes(b"user_id:token\titem_id:token\ttimestamp:float\nu\xe9\ti1\t0\n")
+    with pytest.raises(QBertError, match=r"broken\.inter: not UTF-8 text"):
+        run_tiny(data, "broken")
+
+
+def test_a_failed_run_leaves_no_record_and_no_run_folder(tmp_path, in_tmp):
     data = broken_dataset(tmp_path, "user_id:token\titem_id:token\n")
     with pytest.raises(QBertError):
         run_tiny(data, "broken")
-    assert not list((tmp_path / "runs").rglob("record.json"))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_time_order_without_the_time_field_loaded_is_one_line(tmp_path, in_tmp):
+    """A hand-made dataset without <name>.yaml: RecBole's default load_col reads no timestamp."""
+    write_tiny_dataset(tmp_path)
+    with pytest.raises(QBertError, match="load_col does not load the time field 'timestamp'; add it to load_col inter"):
+        run_tiny(tmp_path, load_col={"inter": ["user_id", "item_id"]})
 
 
 def test_valid_tiny_dataset_passes_the_check(tmp_path):

@@ -29,6 +29,23 @@ def test_run_errors_are_one_line(argv, message, capsys, in_tmp):
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--nproc=0"], "nproc must be at least 1, got 0"),
+    (["--checkpoint_dir=/dev/null"], "/dev/null: is a file, not a run folder"),
+    (["--record=."], ".: is a folder; the record is written to a JSON file"),
+    (["--metrics=['Nope']"], "config: RecBole refused it (NotImplementedError: There is no metric named 'Nope')"),
+    (["--valid_metric=NDCG@7"], "valid_metric NDCG@7 is not among the metrics evaluated (Recall, NDCG, MRR at 5, 10, 20)"),
+    (["--eval_args={'split': {'LS': 'valid_and_test'}, 'order': 'XX', 'mode': 'full'}"], "RecBole could not split it"),
+    (["--test_subset_items=absent.txt"], "absent.txt: item list not found"),
+])
+def test_runs_refused_before_training_are_one_line_and_leave_no_folder(args, message, capsys, in_tmp):
+    assert run_main(["--model=SASRec", "--dataset=ml-100k", "--checkpoint_dir=run", "--epochs=1", "--state=ERROR",
+                     *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert not Path("run").exists()
+
+
 def test_leaderboard_errors_are_one_line(capsys, tmp_path):
     assert leaderboard_main([str(tmp_path / "none.yaml")]) == 2
     assert "none.yaml: config file not found" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 """Tests of the raw-data converters (recbole_qbert.convert) and their CLI (dataset_prep.convert)."""
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -350,6 +351,16 @@ def test_statistics_mismatch_writes_nothing(tmp_path):
     # --no-check reports the mismatch but writes
     meta = write_dataset(ds, out, check=False)
     assert meta["published"] == {"expected": list(EXPECTED["amazon-beauty"]), "match": False}
+
+
+@pytest.mark.parametrize("column, token", [("item_id", "B0\t1"), ("user_id", "U\n2"), ("item_id", "  ")])
+def test_tokens_a_recbole_file_cannot_hold_are_refused_and_nothing_is_written(tmp_path, column, token):
+    ds = convert_s3rec(write_s3rec(tmp_path), "tiny", item_file="Amazon_Beauty.item")
+    ds.inter.loc[ds.inter.index[1], column] = token
+    with pytest.raises(QBertError, match=rf"Beauty.txt.*: {column[:4]} token {re.escape(repr(token))} is blank or "
+                                         "holds a tab or line break"):
+        write_dataset(ds, tmp_path / "out")
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").rglob("*")) == []
 
 
 def test_failed_write_leaves_no_temp_or_partial_files(tmp_path, monkeypatch):

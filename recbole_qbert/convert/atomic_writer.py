@@ -35,6 +35,13 @@ def _check(ds: ConvertedDataset) -> Tuple[pd.DataFrame, pd.DataFrame]:
         raise QBertError(f"dataset name {ds.name!r} is not a plain folder name")
     if len(ds.inter) == 0:
         raise QBertError(f"{ds.name}: no interactions left to write")
+    for column in ("user_id", "item_id"):
+        tokens = ds.inter[column].astype(str)
+        unfit = tokens.str.strip().eq("") | tokens.str.contains(r"[\t\r\n]", regex=True)
+        if unfit.any():
+            source = ", ".join(str(p) for p in ds.sources)
+            raise QBertError(f"{source}: {column.split('_')[0]} token {tokens[unfit].iloc[0]!r} is blank or holds a "
+                             "tab or line break, which a RecBole token cannot")
     bad = {c: t for c, t in ds.item_fields.items() if t not in ITEM_FIELD_TYPES or c in INTER_FIELDS}
     if bad:
         raise QBertError(f"{ds.name}: unsupported item fields {bad}")

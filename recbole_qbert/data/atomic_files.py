@@ -42,8 +42,11 @@ def dataset_folder(name: str, data_path: Optional[PathLike] = None) -> Path:
 
 def read_header(path: Path, sep: str = "\t") -> Dict[str, str]:
     """``{field name: type}`` from an atomic file's first line, in file order, or a one-line error."""
-    with open(path, encoding="utf-8") as f:
-        first = f.readline().rstrip("\r\n")
+    try:
+        with open(path, encoding="utf-8") as f:
+            first = f.readline().rstrip("\r\n")
+    except UnicodeDecodeError as e:
+        raise QBertError(f"{path}: not UTF-8 text ({e.reason})") from None
     if not first:
         raise QBertError(f"{path}: empty file, expected a header like 'user_id:token{sep}item_id:token'")
     columns = first.split(sep)
@@ -58,6 +61,8 @@ def read_header(path: Path, sep: str = "\t") -> Dict[str, str]:
         if not name or ftype not in FIELD_TYPES:
             raise QBertError(f"{path}: header column '{column}' is not 'name:type' with type in "
                              f"{sorted(FIELD_TYPES)}")
+        if name in header:
+            raise QBertError(f"{path}: header names column '{name}' twice")
         header[name] = ftype
     return header
 
@@ -65,16 +70,19 @@ def read_header(path: Path, sep: str = "\t") -> Dict[str, str]:
 def check_rows(path: Path, sep: str, n_fields: int) -> int:
     """Every data row has the header's number of fields; returns the number of rows."""
     rows = 0
-    with open(path, encoding="utf-8") as f:
-        next(f)
-        for lineno, line in enumerate(f, start=2):
-            line = line.rstrip("\r\n")
-            if not line:
-                continue
-            got = line.count(sep) + 1
-            if got != n_fields:
-                raise QBertError(f"{path}: line {lineno} has {got} fields, the header has {n_fields}")
-            rows += 1
+    try:
+        with open(path, encoding="utf-8") as f:
+            next(f)
+            for lineno, line in enumerate(f, start=2):
+                line = line.rstrip("\r\n")
+                if not line:
+                    continue
+                got = line.count(sep) + 1
+                if got != n_fields:
+                    raise QBertError(f"{path}: line {lineno} has {got} fields, the header has {n_fields}")
+                rows += 1
+    except UnicodeDecodeError as e:
+        raise QBertError(f"{path}: not UTF-8 text ({e.reason})") from None
     if rows == 0:
         raise QBertError(f"{path}: no data rows")
     return rows
