@@ -24,6 +24,7 @@ from recbole_qbert.stage_config import add_stage_arguments
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS = REPO_ROOT / "properties" / "features.yaml"
+MODALITIES = ("text", "image", "structural")
 
 
 def _report(path, table, notes) -> None:
@@ -88,6 +89,8 @@ def _import(catalog, args, out, command):
     from recbole_qbert.features.image import import_raw_features, import_unisrec
     from recbole_qbert.features.store import write_table
 
+    if args.dim is not None and args.dim < 1:
+        raise QBertError(f"--dim {args.dim}: expected a feature width >= 1")
     start = time.perf_counter()
     if args.unisrec:
         tables, notes = import_unisrec(catalog, args.unisrec, dim=args.dim or 512, allow_missing=args.allow_missing,
@@ -95,7 +98,14 @@ def _import(catalog, args, out, command):
     else:
         if not (args.features and args.index and args.dim and args.view):
             raise QBertError("import needs --unisrec DIR, or all of --features, --index, --dim and --view")
+        if args.view.startswith(".") or "/" in args.view or "\\" in args.view:  # it names <out>/<dataset>/<view>.npz
+            raise QBertError(f"--view {args.view!r}: a view name is a plain file name (no '/' or '\\', no "
+                             "leading '.')")
         modality = args.modality or args.view.split("_")[0]
+        if modality not in MODALITIES:
+            given = f"--modality {modality}" if args.modality else f"--view {args.view}: modality {modality!r}"
+            raise QBertError(f"{given}: expected one of {', '.join(MODALITIES)}"
+                             + ("" if args.modality else "; pass --modality"))
         table, notes = import_raw_features(catalog, args.features, args.index, dim=args.dim, view=args.view,
                                            modality=modality, encoder=args.encoder or f"imported from {args.features}",
                                            allow_missing=args.allow_missing, nan_as_missing=args.nan_as_missing)
@@ -160,6 +170,7 @@ def _extract(args, argv: List[str], cfg: dict, out: Path) -> None:
 def main(argv: List[str]) -> int:
     args = build_parser().parse_args(argv)
     from recbole_qbert.locks import output_lock
+    from recbole_qbert.safe_io import check_output
     from recbole_qbert.stage_config import load_stage_config, parse_set_options
 
     cfg = load_stage_config(DEFAULTS, args.config, parse_set_options(args.set))
@@ -168,6 +179,7 @@ def main(argv: List[str]) -> int:
 
         torch.set_num_threads(cfg["threads"])
     out = args.out / args.dataset
+    check_output(out, folder=True)  # now, not after the encoders ran
     with output_lock(out, what="feature"):
         _extract(args, argv, cfg, out)
     return 0

@@ -82,10 +82,14 @@ def _fuse(args, argv: List[str], cfg: dict, out: Path) -> None:
 def main(argv: List[str]) -> int:
     args = build_parser().parse_args(argv)
     from recbole_qbert.locks import output_lock
+    from recbole_qbert.safe_io import check_output
     from recbole_qbert.stage_config import load_stage_config, parse_set_options
 
     cfg = load_stage_config(DEFAULTS, args.config, parse_set_options(args.set))
     out = args.out / args.dataset
+    for path in (out / "fused.npz", out / "report.json", args.report):  # now, not after training
+        if path is not None:
+            check_output(path)
     with output_lock(out, what="fusion"):
         _fuse(args, argv, cfg, out)
     return 0

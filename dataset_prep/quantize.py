@@ -29,6 +29,7 @@ from typing import List, Optional
 from recbole_qbert.cli import one_line_errors
 from recbole_qbert.errors import QBertError
 from recbole_qbert.locks import output_lock
+from recbole_qbert.safe_io import check_output
 from recbole_qbert.stage_config import parse_set_options
 
 
@@ -36,6 +37,8 @@ def _set_threads(n: Optional[int]) -> None:
     if n is not None:
         import torch
 
+        if n < 1:  # torch.set_num_threads fails with a bare RuntimeError
+            raise QBertError(f"--threads {n}: expected an integer >= 1")
         torch.set_num_threads(n)
 
 
@@ -75,7 +78,9 @@ def _joint_summary(report: dict) -> str:
 
 
 def _train(args) -> None:
+    from recbole_qbert.quantize.joint import joint_report_path, joint_sid_path
     from recbole_qbert.quantize.settings import load_settings
+    from recbole_qbert.quantize.stage import train_outputs
     from recbole_qbert.semantic_ids import resolve_sid_path
 
     overrides = parse_set_options(args.set)
@@ -84,9 +89,17 @@ def _train(args) -> None:
         overrides["features"] = paths[0] if len(paths) == 1 else paths
     settings = load_settings(args.config, overrides)
     _set_threads(settings["threads"])
+    if len(args.dataset) > 1:
+        sid_paths = [joint_sid_path(settings, args.dataset, ds) for ds in args.dataset]
+        outputs = [joint_report_path(settings, args.dataset)]
+    else:
+        sid_paths, outputs = [resolve_sid_path(settings["sid_file"], args.dataset[0])], []
+    outputs += [p for sid_path in sid_paths for p in train_outputs(sid_path).values()]
+    for path in outputs + ([args.report] if args.report else []):  # now, not after training
+        check_output(path)
     with contextlib.ExitStack() as locks:  # one writer per semantic-ID file (and its checkpoint and report)
-        for dataset in args.dataset:
-            locks.enter_context(output_lock(resolve_sid_path(settings["sid_file"], dataset), what="quantize"))
+        for sid_path in sid_paths:
+            locks.enter_context(output_lock(sid_path, what="quantize"))
         _train_locked(args, settings)
 
 
@@ -115,8 +128,14 @@ def _train_locked(args, settings) -> None:
 
 
 def _shuffle(args) -> None:
-    from recbole_qbert.semantic_ids import read_semantic_ids, shuffle_semantic_ids, write_semantic_ids
+    from recbole_qbert.semantic_ids import meta_path, read_semantic_ids, shuffle_semantic_ids, write_semantic_ids
 
+    if args.seed < 0:  # numpy's generators take no negative seed
+        raise QBertError(f"--seed {args.seed}: expected an integer >= 0")
+    if args.out.resolve() == args.sid.resolve():
+        raise QBertError(f"{args.out}: --out is the --sid file; write the shuffled IDs to another file")
+    for path in (args.out, meta_path(args.out)):
+        check_output(path)
     base = read_semantic_ids(args.sid)
     shuffled = shuffle_semantic_ids(base, args.seed, source=str(args.out))
     moved = float((shuffled.codes[:, 0] != base.codes[:, 0]).mean())
@@ -131,8 +150,13 @@ def _shuffle(args) -> None:
 
 def _assign(args) -> None:
     from recbole_qbert.quantize.stage import assign_new_items
+    from recbole_qbert.semantic_ids import meta_path
 
     _set_threads(args.threads)
+    if args.base_sid is not None and args.out.resolve() == args.base_sid.resolve():
+        raise QBertError(f"{args.out}: --out is the --base-sid file; write the new items' IDs to another file")
+    for path in (args.out, meta_path(args.out)):
+        check_output(path)
     with output_lock(args.out, what="quantize"):
         report = assign_new_items(args.checkpoint, args.features, args.out, base_sid=args.base_sid,
                                   absent_items=args.absent_items)

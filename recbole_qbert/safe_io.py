@@ -12,6 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator, Union
 
+from recbole_qbert.errors import QBertError
+
 PathLike = Union[str, os.PathLike]
 
 
@@ -21,10 +23,24 @@ def _umask() -> int:
     return mask
 
 
+def check_output(path: PathLike, *, folder: bool = False) -> None:
+    """Refuse an output ``path`` (a file, or with ``folder`` a folder) that cannot be written: it exists as
+    the other kind, or one of its parents is a file. Stages call it on their outputs before any work, so
+    that a bad path never leaves half of a run behind; :func:`atomic_path` calls it too."""
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        raise QBertError(f"{path}: is a {'file' if folder else 'folder'}, cannot write a "
+                         f"{'folder' if folder else 'file'} there")
+    parent = next(p for p in path.parents if p.exists())  # a path under a file does not "exist"
+    if not parent.is_dir():
+        raise QBertError(f"{parent}: is a file, cannot write {path} under it")
+
+
 @contextlib.contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed to ``path``, on error removed."""
     path = Path(path)
+    check_output(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)

@@ -205,8 +205,12 @@ def read_semantic_ids(path: PathLike, *, dataset: Optional[str] = None,
         lines.pop()
     if not lines or lines[0] != SID_HEADER:
         raise QBertError(f"{path}: header must be {SID_HEADER!r}")
+    for key in ("n_items", "n_levels"):  # compared with counts below, where "706" or 0 would confuse
+        value = meta.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise QBertError(f"{mpath}: {key} must be a positive integer, not {type(value).__name__} {value!r}")
     sizes = meta.get("codebook_sizes")
-    n_levels = meta.get("n_levels")
+    n_levels = meta["n_levels"]
     if not isinstance(sizes, list) or not all(isinstance(k, int) and k > 0 for k in sizes) or len(sizes) != n_levels:
         raise QBertError(f"{mpath}: codebook_sizes {sizes!r} do not give one positive size per level "
                          f"(n_levels {n_levels!r})")
@@ -236,14 +240,19 @@ def check_features_unchanged(sid: SemanticIDs) -> None:
     made from them; a table that no longer exists cannot be compared and is passed over."""
     from recbole_qbert.features import FeatureTable
 
-    tables = (sid.meta.get("features") or {}).get("tables") or []
+    recorded = sid.meta.get("features") or {}
+    tables = (recorded.get("tables") or []) if isinstance(recorded, dict) else None
+    if not isinstance(tables, list) or not all(isinstance(t, dict) and isinstance(t.get("path") or "", str)
+                                               for t in tables):
+        raise QBertError(f"{meta_path(sid.source)}: features.tables is not a list of {{path, content_hash}} "
+                         "objects; regenerate it")
     for table in tables:
         path = project_path(str(table.get("path") or ""))
         if not table.get("path") or not path.is_file():
             continue
         now = FeatureTable.load(path).content_hash()
         if now != table.get("content_hash"):
-            features = " ".join(f"--features {t['path']}" for t in tables)
+            features = " ".join(f"--features {t['path']}" for t in tables if t.get("path"))
             rebuild = (f"python -m dataset_prep.quantize train --dataset {sid.meta.get('dataset')} {features} "
                        f"--set sid_file={shown_path(sid.source)}")
             raise QBertError(f"{sid.source}: stale: {shown_path(path)} changed since these semantic IDs were made "

@@ -11,6 +11,7 @@ A key the defaults do not declare is an error naming the file it came from, and 
 wrong type or out of range; nothing is silently ignored.
 """
 import difflib
+import re
 from pathlib import Path
 from typing import Iterable, List, Mapping, Optional
 
@@ -35,7 +36,7 @@ def check_stage_keys(values: Mapping, source: str, declared: Mapping[str, Declar
 def load_stage_config(defaults: PathLike, files: Iterable[PathLike] = (),
                       overrides: Optional[Mapping] = None) -> dict:
     """The merged config: ``defaults`` (every key, typed), then ``files`` in order, then ``overrides``;
-    ints given for floats become floats."""
+    ints given for floats become floats. A ``device`` must be one this machine has."""
     declared = declarations_in(defaults)
     merged = load_yaml(defaults)
     undeclared = set(merged) - set(declared)
@@ -47,7 +48,26 @@ def load_stage_config(defaults: PathLike, files: Iterable[PathLike] = (),
     if overrides:
         merged.update(check_stage_keys(overrides, "command line", declared))
     check_cross(merged, "config")
+    if "device" in merged:
+        check_device(merged["device"], "config")
     return merged
+
+
+def check_device(value: str, source: str) -> None:
+    """Refuse a torch device this machine cannot run on (``cpu``, or ``cuda``/``cuda:N`` with that GPU)
+    now, instead of a torch RuntimeError once the work has started."""
+    if value == "cpu":
+        return
+    match = re.fullmatch(r"cuda(?::(\d+))?", value)
+    if not match:
+        raise QBertError(f"{source}: device={value!r}: expected cpu, cuda or cuda:N")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise QBertError(f"{source}: device={value!r}: torch sees no CUDA GPU on this machine; use cpu")
+    if match.group(1) and int(match.group(1)) >= torch.cuda.device_count():
+        raise QBertError(f"{source}: device={value!r}: torch sees {torch.cuda.device_count()} CUDA GPU(s) "
+                         f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
 
 
 def parse_set_options(items: List[str]) -> dict:

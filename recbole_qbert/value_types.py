@@ -12,8 +12,10 @@ Inside the parentheses: the allowed types joined by ``|`` (``int``, ``float``, `
 ``list``, ``dict``, ``None``, and ``list[T]`` for a list of ``T``), then optional constraints separated
 by commas: bounds (``>=x``, ``>x``, ``<=x``, ``<x``) on numbers, and on each number of a list, or the
 allowed strings joined by ``|``. Booleans are only ``true``/``false``; an int is a valid float; a float
-must be finite. RecBole's own keys have no such comments in RecBole's files: the common ones are
-declared in :data:`RECBOLE_DECLARATIONS`. Checks between keys are in :func:`check_cross`.
+must be finite; a key whose allowed strings include ``none`` (and whose types do not include ``None``)
+takes None as ``"none"``, since ``--set key=none`` reads as None. RecBole's own keys have no such
+comments in RecBole's files: the common ones are declared in :data:`RECBOLE_DECLARATIONS`. Checks
+between keys are in :func:`check_cross`.
 """
 import math
 import operator
@@ -119,6 +121,8 @@ def _as_type(value, name: str):
 def check_value(key: str, value, declared: Declared, source: str):
     """``value`` converted to its declared type; a value outside the declaration is a one-line error
     ``source: key=value: expected ...``."""
+    if value is None and "None" not in declared.types and "none" in declared.choices:
+        value = "none"  # the command line reads none as None (config.parse_value), YAML files as "none"
     for name in declared.types:
         try:
             converted = _as_type(value, name)

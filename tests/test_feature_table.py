@@ -1,4 +1,6 @@
 """FeatureTable: keyed by token, masks absent content, refuses NaN and foreign item sets."""
+import re
+
 import numpy as np
 import pytest
 
@@ -51,3 +53,30 @@ def test_unreadable_file(tmp_path):
     (tmp_path / "f.npz").write_bytes(b"junk")
     with pytest.raises(QBertError, match="f.npz: not a readable feature table"):
         FeatureTable.load(tmp_path / "f.npz")
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"meta": np.array("{not json")}, "meta is not readable JSON"),
+    ({"meta": np.array("[1, 2]")}, "meta is not a JSON object \\(a list\\)"),
+    ({"matrix": np.array([["a", "b"], ["c", "d"]])}, "matrix holds <U1 values, not numbers"),
+    ({"present": np.array(["no", "no"])}, "present holds <U2 values, not booleans"),
+    ({"tokens": np.array([], dtype=str), "matrix": np.zeros((0, 2)), "present": np.zeros(0, bool)},
+     "empty feature table \\(0 items x 2 columns\\)"),
+    ({"matrix": np.zeros((2, 0))}, "empty feature table \\(2 items x 0 columns\\)"),
+])
+def test_load_refuses_bad_arrays_in_one_line(tmp_path, arrays, message):
+    path = tmp_path / "f.npz"
+    np.savez(path, **{"tokens": np.array(["a", "b"]), "matrix": np.ones((2, 2), np.float32),
+                      "present": np.ones(2, bool), "meta": np.array("{}"), **arrays})
+    with pytest.raises(QBertError, match=f"^{re.escape(str(path))}: {message}[^\n]*$"):
+        FeatureTable.load(path)
+
+
+def test_save_where_a_folder_or_file_is_in_the_way_is_one_line(tmp_path):
+    (tmp_path / "f.npz").mkdir()
+    (tmp_path / "x").write_text("")
+    with pytest.raises(QBertError, match="f.npz: is a folder, cannot write a file there$"):
+        table().save(tmp_path / "f.npz")
+    with pytest.raises(QBertError, match=f"^{re.escape(str(tmp_path / 'x'))}: is a file, cannot write"):
+        table().save(tmp_path / "x" / "f.npz")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["f.npz", "x"], "no temporary file left"

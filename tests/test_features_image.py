@@ -115,3 +115,32 @@ def test_cli_import_writes_nothing_on_bad_input(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
     assert main(argv + ["--allow-missing"]) == 0
     assert [p.name for p in (tmp_path / "out" / "shop").iterdir()] == ["image.npz"]
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"--dim": "-4"}, "--dim -4: expected a feature width >= 1"),
+    ({"--dim": "0"}, "--dim 0: expected a feature width >= 1"),
+    ({"--modality": "smell"}, "--modality smell: expected one of text, image, structural"),
+    ({"--view": "scent"}, "--view scent: modality 'scent': expected one of text, image, structural; pass --modality"),
+    ({"--view": "../../evil"}, "--view '../../evil': a view name is a plain file name"),
+    ({"--view": ".."}, "--view '..': a view name is a plain file name"),
+])
+def test_cli_import_refuses_bad_dim_modality_and_view(tmp_path, capsys, edit, message):
+    write_shop(tmp_path / "atomic", with_images=False)
+    feats, index = write_import(tmp_path, ["A1", "A2", "A3", "A4", "A5", "A6"], np.ones((6, 4)))
+    options = {"--features": str(feats), "--index": str(index), "--dim": "4", "--view": "image", **edit}
+    argv = ["import", "--dataset", "shop", "--data-path", str(tmp_path / "atomic"), "--out", str(tmp_path / "out"),
+            *(x for pair in options.items() for x in pair)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "out").exists() and not list(tmp_path.rglob("evil*"))
+
+
+def test_cli_refuses_a_file_in_place_of_the_output_folder(tmp_path, capsys):
+    write_shop(tmp_path / "atomic", with_images=False)
+    (tmp_path / "out").write_text("")
+    assert main(["structural", "--dataset", "shop", "--data-path", str(tmp_path / "atomic"), "--out",
+                 str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {tmp_path / 'out'}: is a file, cannot write {tmp_path / 'out' / 'shop'} under it\n"

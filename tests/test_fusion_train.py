@@ -15,7 +15,7 @@ from recbole_qbert.features.table import FeatureTable
 from recbole_qbert.fusion.data import build_fusion_data, sample_neighbours
 from recbole_qbert.fusion.losses import info_nce
 from recbole_qbert.fusion.train import hide_views, train_fusion
-from recbole_qbert.stage_config import load_stage_config
+from recbole_qbert.stage_config import load_stage_config, parse_set_options
 
 from dataset_prep.fuse import DEFAULTS, main as fuse_main
 from dataset_prep.extract_features import main as extract_main
@@ -168,3 +168,48 @@ def test_cli_end_to_end_and_bad_inputs(tmp_path, capsys):
     inter.write_text(inter.read_text() + "u9\tA1\t0\n")
     fails(args, "made from another version of shop's atomic files (stale)")
     fails(args[:4] + ["--features", str(tmp_path / "none")], "feature folder not found")
+
+
+def test_cli_refuses_bad_outputs_and_devices_before_any_work(tmp_path, capsys):
+    write_shop(tmp_path / "atomic", with_images=False)
+    feats = tmp_path / "features"
+    assert extract_main(["structural", "--dataset", "shop", "--data-path", str(tmp_path / "atomic"), "--out",
+                         str(feats), "--set", "graph_dim=4", "--set", "attribute_dim=4"]) == 0
+    (tmp_path / "a_file").write_text("")
+    (tmp_path / "a_folder").mkdir()
+    args = ["--dataset", "shop", "--data-path", str(tmp_path / "atomic"), "--features", str(feats), "--quiet",
+            "--set", "shared_dim=8", "--set", "num_heads=2", "--set", "max_epochs=1", "--set", "batch_size=4"]
+    capsys.readouterr()
+
+    def fails(argv, message):
+        before = sorted(p.name for p in tmp_path.iterdir())
+        assert fuse_main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+        assert sorted(p.name for p in tmp_path.iterdir()) == before, "nothing half-written"
+        assert not list((tmp_path / "a_folder").iterdir())
+
+    fails(args + ["--out", str(tmp_path / "a_file")], "a_file: is a file, cannot write")
+    fails(args + ["--out", str(tmp_path / "fused"), "--report", str(tmp_path / "a_folder")],
+          "a_folder: is a folder, cannot write a file there")
+    fails(args + ["--out", str(tmp_path / "fused"), "--set", "device=bogus"],
+          "config: device='bogus': expected cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        fails(args + ["--out", str(tmp_path / "fused"), "--set", "device=cuda"],
+              "config: device='cuda': torch sees no CUDA GPU on this machine; use cpu")
+
+
+def test_refit_none_is_reachable_from_the_command_line():
+    assert load_stage_config(DEFAULTS, overrides=parse_set_options(["refit=none"]))["refit"] == "none"
+    assert load_stage_config(DEFAULTS, overrides=parse_set_options(["fixed_depth=none"]))["fixed_depth"] is None
+
+
+def test_device_must_be_one_torch_sees(monkeypatch):
+    from recbole_qbert.stage_config import check_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    check_device("cuda", "config")
+    check_device("cuda:1", "config")
+    with pytest.raises(QBertError, match=r"^config: device='cuda:2': torch sees 2 CUDA GPU\(s\) \(cuda:0 to cuda:1\)$"):
+        check_device("cuda:2", "config")

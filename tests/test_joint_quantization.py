@@ -62,6 +62,18 @@ def test_joint_refuses_ambiguous_output_and_mixed_dimensions(two_domains, tmp_pa
     assert not list(tmp_path.glob("*.sid"))
 
 
+def test_joint_cli_refuses_a_folder_in_place_of_an_output_before_training(two_domains, tmp_path, capsys):
+    root, _ = two_domains
+    (tmp_path / "dom_b.rqvae.safetensors").mkdir()
+    assert quantize.main(["train", "--dataset", "dom_a", "--dataset", "dom_b", "--data-path", str(root),
+                          "--features", str(root / "{dataset}.features.npz"), "--set",
+                          f"sid_file={tmp_path / '{dataset}.sid'}", "--quiet", *SETTINGS]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert "dom_b.rqvae.safetensors: is a folder, cannot write a file there" in err
+    assert [p.name for p in tmp_path.iterdir()] == ["dom_b.rqvae.safetensors"], "nothing written for dom_a"
+
+
 def test_cross_domain_pretrain_then_finetune(two_domains, tmp_path, in_tmp):
     """Pretrain QBERT4Rec on one domain, fine-tune on the other: the shared vocabulary loads as is."""
     root, _ = two_domains

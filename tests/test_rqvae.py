@@ -149,6 +149,13 @@ def test_settings_reject_unknown_and_mistyped_keys(tmp_path):
     assert load_settings(overrides={"beta": 1})["beta"] == 1.0
 
 
+def test_input_norm_none_is_reachable_from_the_command_line():
+    from recbole_qbert.stage_config import parse_set_options
+
+    assert load_settings(overrides=parse_set_options(["input_norm=none"]))["input_norm"] == "none"
+    assert load_settings(overrides=parse_set_options(["threads=none"]))["threads"] is None
+
+
 def test_declared_choices_are_the_code_s():
     """quantize.yaml lists the collision strategies and input norms the code has."""
     from recbole_qbert.quantize.collisions import STRATEGIES

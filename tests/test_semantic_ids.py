@@ -2,6 +2,7 @@
 cold-start assignment, code explanations, and a smoke run on the real Scientific CLIP features."""
 import hashlib
 import json
+import re
 
 import numpy as np
 import pytest
@@ -12,7 +13,8 @@ from recbole_qbert.features import FeatureTable
 from recbole_qbert.quantize.collisions import collision_stats, prefix_stats, resolve_extra_level, resolve_reassign
 from recbole_qbert.quantize.explain import describe_prefix, level_summary, load_item_info
 from recbole_qbert.quantize.stage import assign_new_items, run_train
-from recbole_qbert.semantic_ids import SemanticIDs, meta_path, read_semantic_ids, write_semantic_ids
+from recbole_qbert.semantic_ids import (SemanticIDs, check_features_unchanged, meta_path, read_semantic_ids,
+                                        write_semantic_ids)
 from fixtures.scientific_clip import SCIENTIFIC, scientific_clip_table
 from fixtures.sid_data import small_settings, write_synth_dataset
 
@@ -90,6 +92,36 @@ def test_bad_files_are_refused(tmp_path, edit, message):
         read_semantic_ids(path, dataset="d", tokens=["a", "b", "c"])
 
 
+def edit_meta(path, **changes):
+    """Change fields of the metadata (its sid_sha256 still matches the .sid)."""
+    meta = json.loads(meta_path(path).read_text())
+    meta.update(changes)
+    meta_path(path).write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"n_levels": 0, "codebook_sizes": []}, "n_levels must be a positive integer, not int 0"),
+    ({"n_items": "3"}, "n_items must be a positive integer, not str '3'"),
+    ({"n_items": True}, "n_items must be a positive integer, not bool True"),
+])
+def test_mistyped_metadata_is_refused_in_one_line(tmp_path, changes, message):
+    path = tmp_path / "d.sid"
+    write_semantic_ids(path, sid())
+    edit_meta(path, **changes)
+    with pytest.raises(QBertError, match=f"^{re.escape(str(meta_path(path)))}: {message}$"):
+        read_semantic_ids(path, dataset="d", tokens=["a", "b", "c"])
+
+
+@pytest.mark.parametrize("features", [{"tables": {"path": "x.npz"}}, {"tables": ["x.npz"]}, ["x.npz"],
+                                      {"tables": [{"path": 5}]}])
+def test_malformed_feature_records_are_refused_in_one_line(tmp_path, features):
+    path = tmp_path / "d.sid"
+    write_semantic_ids(path, sid(), {"features": features})
+    with pytest.raises(QBertError, match=f"^{re.escape(str(meta_path(path)))}: features.tables is not a list"
+                                         "[^\n]*$"):
+        check_features_unchanged(read_semantic_ids(path))
+
+
 def test_coverage_and_dataset_checks(tmp_path):
     path = tmp_path / "d.sid"
     write_semantic_ids(path, sid())
@@ -112,6 +144,37 @@ def test_shuffled_ids_keep_the_code_structure_but_not_the_items(tmp_path, capsys
     assert sorted(map(tuple, shuffled.codes.tolist())) == sorted(map(tuple, base.codes.tolist()))
     assert (shuffled.codes != base.codes).any(axis=1).mean() > 0.8
     assert shuffled.meta["kind"] == "shuffled" and shuffled.codebook_sizes == [4, 10]
+
+
+def test_cli_bad_arguments_and_outputs_are_refused_before_any_work(synth, tmp_path, capsys):
+    root, _, features = synth
+    path = tmp_path / "d.sid"
+    write_semantic_ids(path, sid())
+    original = {p: p.read_bytes() for p in (path, meta_path(path))}
+    (tmp_path / "taken.sid").mkdir()
+    (tmp_path / "report").mkdir()
+    train = ["train", "--dataset", "synth", "--features", str(features), "--data-path", str(root), "--quiet"]
+
+    def fails(argv, message):
+        before = sorted(p.name for p in tmp_path.iterdir())
+        assert quantize.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+        assert sorted(p.name for p in tmp_path.iterdir()) == before, "nothing half-written"
+
+    fails(["shuffle", "--sid", str(path), "--out", str(tmp_path / "r.sid"), "--seed", "-1"],
+          "--seed -1: expected an integer >= 0")
+    fails(["shuffle", "--sid", str(path), "--out", str(tmp_path / "." / "d.sid")], "--out is the --sid file")
+    fails(["shuffle", "--sid", str(path), "--out", str(tmp_path / "taken.sid")],
+          "taken.sid: is a folder, cannot write a file there")
+    for threads in ("0", "-2"):
+        fails(["assign", "--checkpoint", str(tmp_path / "x.safetensors"), "--features", str(features), "--out",
+               str(tmp_path / "new.sid"), "--threads", threads], f"--threads {threads}: expected an integer >= 1")
+    fails(train + ["--set", f"sid_file={tmp_path / 'taken.sid'}"], "taken.sid: is a folder, cannot write a file")
+    fails(train + ["--set", f"sid_file={tmp_path / 'ok.sid'}", "--report", str(tmp_path / "report")],
+          "report: is a folder, cannot write a file")
+    fails(train + ["--set", f"sid_file={path / 'under' / 'x.sid'}"], "d.sid: is a file, cannot write")
+    assert {p: p.read_bytes() for p in original} == original and not list((tmp_path / "taken.sid").iterdir())
 
 
 def test_invalid_semantic_ids_are_never_written(tmp_path):

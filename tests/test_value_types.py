@@ -14,6 +14,8 @@ from recbole_qbert.value_types import check_value, declarations_in, parse_declar
     ("float|None, >=0, <=1", None, None),
     ("list[int]|int, >=1", [5, 10], [5, 10]),
     ("str, wall|cpu", "cpu", "cpu"),
+    ("str, ids|full|none", None, "none"),  # --set refit=none reads as None
+    ("str|None, ids|none", None, None),  # a key that allows None keeps it
     ("bool", False, False),
 ])
 def test_allowed_values_pass_converted(text, value, expected):
@@ -33,6 +35,7 @@ def test_allowed_values_pass_converted(text, value, expected):
     ("bool", 1, "src: k=1: expected true or false"),
     ("list[int]|int, >=1", [5, 0], r"src: k=\[5, 0\]: expected a list of ints >= 1, or int >= 1"),
     ("str, wall|cpu", "gpu", r"src: k='gpu': expected str \(one of wall, cpu\)"),
+    ("str, wall|cpu", None, r"src: k=None: expected str \(one of wall, cpu\)"),  # only a choice none takes None
     ("list", "SASRec", "src: k='SASRec': expected list"),
 ])
 def test_bad_values_are_one_line_errors(text, value, message):

@@ -7,7 +7,7 @@ A :class:`FeatureTable` is one ``.npz`` file with
 * ``matrix`` ``(n, d)`` float32: one row per token;
 * ``present`` ``(n,)`` bool: ``False`` where the item has no such content (no image, no title); those
   rows are zeros that carry no meaning and must be masked, not used as content;
-* ``meta``: JSON (encoder, dimension, config, hash of the inputs, ...).
+* ``meta``: a JSON object (encoder, dimension, config, hash of the inputs, ...).
 
 Files are written atomically and read with ``allow_pickle=False``.
 """
@@ -69,6 +69,8 @@ class FeatureTable:
 
     @classmethod
     def load(cls, path: PathLike) -> "FeatureTable":
+        """A table written by :meth:`save`; anything else (not an .npz, an array missing or of the wrong
+        kind, ``meta`` not a JSON object, no items or no columns) is a one-line :class:`QBertError`."""
         path = Path(path)
         if not path.is_file():
             raise QBertError(f"{path}: feature file not found")
@@ -82,8 +84,22 @@ class FeatureTable:
             raise QBertError(f"{path}: not a readable feature table (empty, cut short or not an .npz file: "
                              f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); rerun the stage "
                              "that made it") from None
-        return cls(arrays["tokens"], arrays["matrix"], arrays["present"], json.loads(str(arrays["meta"])),
-                   source=str(path))
+        try:
+            meta = json.loads(str(arrays["meta"]))
+        except ValueError as e:
+            raise QBertError(f"{path}: meta is not readable JSON ({e}); rerun the stage that made it") from None
+        if not isinstance(meta, dict):
+            raise QBertError(f"{path}: meta is not a JSON object (a {type(meta).__name__}); rerun the stage that "
+                             "made it")
+        # asarray would turn strings into True (present) or fail with a bare ValueError (matrix)
+        for key, kinds, what in (("matrix", "biuf", "numbers"), ("present", "biu", "booleans")):
+            if arrays[key].dtype.kind not in kinds:
+                raise QBertError(f"{path}: {key} holds {arrays[key].dtype} values, not {what}")
+        table = cls(arrays["tokens"], arrays["matrix"], arrays["present"], meta, source=str(path))
+        if not len(table) or not table.dim:
+            # every consumer would treat such a table as all zeros (no content) instead of failing
+            raise QBertError(f"{path}: empty feature table ({len(table)} items x {table.dim} columns)")
+        return table
 
     def align(self, tokens: Sequence[str], *, allow_absent: bool = False) -> "FeatureTable":
         """The rows for ``tokens``, in that order.

@@ -23,7 +23,7 @@ from recbole_qbert.errors import QBertError
 from recbole_qbert.quantize.checkpoint import save_quantizer
 from recbole_qbert.quantize.collisions import collision_stats, prefix_stats, resolve
 from recbole_qbert.quantize.dataset_items import item_tokens
-from recbole_qbert.quantize.stage import features_paths, load_features, sid_meta
+from recbole_qbert.quantize.stage import features_paths, load_features, sid_meta, train_outputs
 from recbole_qbert.quantize.train import assign_codes, level_stats, reconstruction_stats, train_rqvae
 from recbole_qbert.safe_io import sha256_file, write_json
 from recbole_qbert.semantic_ids import SemanticIDs, resolve_sid_path, write_semantic_ids
@@ -41,6 +41,11 @@ def joint_sid_path(settings: Dict, datasets: Sequence[str], dataset: str) -> Pat
         raise QBertError(f"sid_file {value!r}: a joint quantization writes one file per dataset, so the path "
                          "must contain '{dataset}'")
     return resolve_sid_path(value, dataset)
+
+
+def joint_report_path(settings: Dict, datasets: Sequence[str]) -> Path:
+    """``joint.report.json``, beside the first dataset's file."""
+    return joint_sid_path(settings, datasets, datasets[0]).with_name("joint.report.json")
 
 
 def code_overlap(codes: Dict[str, np.ndarray], n_levels: int) -> List[Dict]:
@@ -98,7 +103,7 @@ def run_train_joint(datasets: Sequence[str], settings: Dict, *, data_path: Optio
         meta = sid_meta(ds, tables[ds], ds_settings)
         meta["kind"] = "joint"
         meta["joint"] = {"datasets": datasets, "items": {d: len(tables[d]) for d in datasets}}
-        ckpt = sid_path.with_name(sid_path.stem + ".rqvae.safetensors")
+        ckpt = train_outputs(sid_path)["checkpoint"]
         save_quantizer(ckpt, model, ckpt_meta)  # the same bytes beside every dataset's file
         meta["quantizer"] = {"file": ckpt.name, "sha256": sha256_file(ckpt)}
         written = write_semantic_ids(sid_path, SemanticIDs(tables[ds].tokens, resolved[ds], sizes,
@@ -128,8 +133,7 @@ def run_train_joint(datasets: Sequence[str], settings: Dict, *, data_path: Optio
         "machine": {**machine_info(), "note": "shared machine; timings are indicative"},
         "git_commit": git_commit(),
     }
-    out_dir = joint_sid_path(settings, datasets, datasets[0]).parent
-    write_json(out_dir / "joint.report.json", report)
+    write_json(joint_report_path(settings, datasets), report)
     if report_path is not None:
         write_json(report_path, report)
     return report

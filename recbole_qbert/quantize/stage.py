@@ -25,7 +25,8 @@ from recbole_qbert.quantize.collisions import collision_stats, prefix_stats, res
 from recbole_qbert.quantize.dataset_items import item_tokens
 from recbole_qbert.quantize.train import (assign_codes, level_stats, reconstruction_stats, train_rqvae)
 from recbole_qbert.safe_io import sha256_file, sha256_json, write_json
-from recbole_qbert.semantic_ids import SemanticIDs, read_semantic_ids, resolve_sid_path, write_semantic_ids
+from recbole_qbert.semantic_ids import (SemanticIDs, meta_path, read_semantic_ids, resolve_sid_path,
+                                        write_semantic_ids)
 
 Log = Callable[[str], None]
 
@@ -106,6 +107,14 @@ def quantize(matrix: np.ndarray, settings: Dict, *, log: Optional[Log] = None,
     }
 
 
+def train_outputs(sid_path: Path) -> Dict[str, Path]:
+    """The files a training run writes for ``sid_path``: the semantic IDs, their metadata, the quantizer
+    and the report (the module docstring lists them)."""
+    return {"sid": sid_path, "meta": meta_path(sid_path),
+            "checkpoint": sid_path.with_name(sid_path.stem + ".rqvae.safetensors"),
+            "report": sid_path.with_name(sid_path.stem + ".report.json")}
+
+
 def sid_meta(dataset: str, table: FeatureTable, settings: Dict) -> Dict:
     return {
         "dataset": dataset,
@@ -154,7 +163,7 @@ def run_train(dataset: str, settings: Dict, *, data_path: Optional[str] = None,
     sid = SemanticIDs(table.tokens, result["resolved"], sizes, source=str(sid_path))
 
     t1 = time.perf_counter()
-    ckpt = sid_path.with_name(sid_path.stem + ".rqvae.safetensors")
+    ckpt = train_outputs(sid_path)["checkpoint"]
     save_quantizer(ckpt, result["model"], {"dataset": dataset, "collision_strategy": settings["collision_strategy"],
                                            "features_hash": table.meta["content_hash"], "settings": settings})
     meta["quantizer"] = {"file": ckpt.name, "sha256": sha256_file(ckpt)}
@@ -205,7 +214,7 @@ def run_train(dataset: str, settings: Dict, *, data_path: Optional[str] = None,
     report["machine"] = {**machine_info(), "note": "shared machine; timings are indicative",
                          "cpu_threads_env": os.environ.get("OMP_NUM_THREADS")}
     report["git_commit"] = git_commit()
-    write_json(sid_path.with_name(sid_path.stem + ".report.json"), report)
+    write_json(train_outputs(sid_path)["report"], report)
     if report_path is not None:
         write_json(report_path, report)
     return report
