@@ -39,6 +39,7 @@ from typing import Dict, List, Optional
 from recbole_qbert.children import Children
 from recbole_qbert.config import PROJECT_ROOT, load_spec_yaml, project_path, shown_path
 from recbole_qbert.errors import QBertError
+from recbole_qbert.leaderboard.spec import plain_name
 from recbole_qbert.locks import output_lock
 from recbole_qbert.safe_io import sha256_file, write_json
 from recbole_qbert.value_types import check_values, declarations
@@ -102,11 +103,12 @@ def atomic_folder(dataset: str) -> Path:
 
 
 def load_pipeline(path) -> Pipeline:
-    """Read and check a pipeline spec: unknown keys, unknown commands and duplicate steps are errors."""
+    """Read and check a pipeline spec: unknown keys, unknown commands, duplicate steps and names that are
+    not plain file names are errors."""
     data = load_spec_yaml(path, kind="pipeline", keys=SPEC_KEYS, concat=["steps"])
     if not data.get("dataset"):
         raise QBertError(f"{path}: 'dataset' is required")
-    dataset = str(data["dataset"])
+    dataset = plain_name(data["dataset"], "dataset", path)  # names the folder of its stamps
     steps, seen = [], set()
     for i, raw in enumerate(data.get("steps") or []):
         where = f"{path}: step {i + 1}"
@@ -114,6 +116,7 @@ def load_pipeline(path) -> Pipeline:
             raise QBertError(f"{where}: a step is a mapping with 'name' and 'run' (and 'inputs', 'outputs'), "
                              f"got {raw!r}")
         raw = check_values(raw, STEP_KEYS, where)
+        plain_name(raw["name"], "step name", where)  # names its stamp and log
         if raw["name"] in seen:
             raise QBertError(f"{where}: step name '{raw['name']}' is used twice")
         seen.add(raw["name"])
@@ -129,7 +132,7 @@ def load_pipeline(path) -> Pipeline:
     board = data.get("leaderboard")
     if board is not None and not project_path(board).is_file():
         raise QBertError(f"{path}: leaderboard spec {board} does not exist")
-    name = str(data.get("name") or Path(path).stem)
+    name = plain_name(data.get("name") or Path(path).stem, "name", path)  # names its report
     return Pipeline(name, dataset, steps, project_path(board) if board else None, str(path),
                     stamps=PROJECT_ROOT / "build" / "pipeline" / dataset,
                     report=PROJECT_ROOT / "results" / "pipeline" / f"{name}.json")

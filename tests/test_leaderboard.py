@@ -1,10 +1,12 @@
 """Leaderboard: identical split for every run, resume without redoing work, honest aggregation."""
 import csv
+import json
 import math
 
 import pytest
 import yaml
 
+from recbole_qbert.cli import leaderboard_main
 from recbole_qbert.errors import QBertError
 from recbole_qbert.leaderboard import collect, converged, load_spec, render, run_all, seen, summarise
 from recbole_qbert.leaderboard.aggregate import view
@@ -45,6 +47,43 @@ def test_bad_spec(tmp_path, content, message):
     path.write_text(yaml.safe_dump(content))
     with pytest.raises(QBertError, match=message):
         load_spec(path)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"config": {"learnin_rate": 0.1}}, "config: unknown config key 'learnin_rate' (did you mean 'learning_rate'?)"),
+    ({"config": {"epochs": "ten"}}, "config: epochs='ten': expected int >= 0"),
+    ({"seeds": [-1]}, "seeds=[-1]: expected a list of ints >= 0"),
+    ({"models": [{"name": "S", "model": "SASRec", "config": {"hidden_size": 0}}]},
+     "model 'S': hidden_size=0: expected int >= 1"),
+    ({"models": ["NoSuchModel"]}, "model 'NoSuchModel': unknown model 'NoSuchModel'"),
+    ({"models": ["FM"]}, "model 'FM': FM is a context-aware model"),
+    ({"config_files": ["missing.yaml"]}, "model 'SASRec': {dir}/missing.yaml: config file not found"),
+    ({"dataset": "nosuchds"}, "model 'SASRec': dataset 'nosuchds' not found: no folder {data}/nosuchds"),
+])
+def test_a_bad_row_fails_in_one_line_naming_the_spec_before_anything_is_written(tiny_data, tmp_path, in_tmp,
+                                                                               change, message):
+    spec = {"name": "bad", "dataset": "tiny", "models": ["SASRec"], "seeds": [1], **change,
+            "config": {**tiny_overrides(tiny_data, epochs=1), **change.get("config", {})}}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(QBertError) as error:
+        run_all(make_spec(path, tmp_path))
+    assert str(error.value).startswith(f"{path}: " + message.format(dir=tmp_path, data=tiny_data))
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()  # no command.txt, no run folder
+
+
+@pytest.mark.parametrize("models, name, message", [
+    (["SASRec"], "../../escape", "name '../../escape'"),
+    (["SASRec"], "..", "name '..'"),
+    ([{"name": "../S", "model": "SASRec"}], "board", "model '../S'"),  # names its records and run folders
+])
+def test_names_that_would_write_outside_the_leaderboard_folders_are_refused(tmp_path, models, name, message):
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump({"name": name, "dataset": "x", "models": models, "seeds": [1]}))
+    with pytest.raises(QBertError) as error:
+        load_spec(path)
+    assert str(error.value) == f"{path}: {message} must be a plain name (no path separators, not '.' or '..')"
 
 
 def test_runs_render_and_resume(tiny_data, tmp_path, in_tmp, capfd):
@@ -122,9 +161,10 @@ def test_variants_run_their_model_and_rerun_when_the_semantic_ids_change(tiny_da
     assert collect(spec)["QBERT4Rec-tiny-codes"][0]["inputs"]["sid"] != record["inputs"]["sid"]
 
 
-def test_failed_run_is_a_one_line_error_and_renders_nothing(tiny_data, tmp_path, in_tmp):
-    spec = make_spec(write_spec(tmp_path, tiny_data, learning_rat=0.1), tmp_path)
-    with pytest.raises(QBertError, match="unknown config key 'learning_rat'"):
+def test_failed_run_is_a_one_line_error_and_renders_nothing(tmp_path, in_tmp):
+    (tmp_path / "atomic" / "tiny").mkdir(parents=True)  # a dataset folder without atomic files
+    spec = make_spec(write_spec(tmp_path, tmp_path / "atomic"), tmp_path)
+    with pytest.raises(QBertError, match=r"SASRec seed 1 failed with exit status 2; see .*run\.log; fix it"):
         run_all(spec)
     with pytest.raises(QBertError, match="no finished runs"):
         render(spec)
@@ -135,6 +175,26 @@ def fake_record(seed, ndcg, recall):
     test.update({"ndcg@10": ndcg, "recall@10": recall})
     return {"seed": seed, "test": test, "valid": {"ndcg@10": ndcg}, "best_epoch": 3, "epochs_trained": 5,
             "train_s_per_epoch": 2.0, "train_cpu_s_per_epoch": 2.5, "eval_s": 1.0, "eval_cpu_s": 0.8, "peak_memory": {"rss_mb": 100.0}, "stop_reason": "epochs"}
+
+
+@pytest.mark.parametrize("damage, problem", [
+    ({"test": {"ndcg@10": "abc"}}, "test recall@5 is missing"),
+    ({"test": dict(fake_record(1, 0.1, 0.2)["test"], **{"ndcg@10": "abc"})}, "test ndcg@10 is 'abc', not a number"),
+    ({"valid": {"ndcg@10": None}}, "valid ndcg@10 is missing"),
+    ({"peak_memory": {"rss_mb": "lots"}}, "peak_memory rss_mb is 'lots', not a number"),
+    ({"valid": []}, "'valid' and 'peak_memory' must be mappings"),
+    ({"eval_s": "1 s"}, "eval_s is '1 s', not a number"),
+    ({"stop_reason": 3}, "stop_reason is 3, not a string"),
+])
+def test_render_only_refuses_a_record_the_tables_cannot_read(tmp_path, capsys, damage, problem):
+    out = tmp_path / "out"
+    record = out / "records" / "SASRec-seed1.json"
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({**fake_record(1, 0.1, 0.2), **damage}))
+    assert leaderboard_main([str(write_spec(tmp_path, tmp_path)), f"--out={out}", "--render-only"]) == 2
+    assert capsys.readouterr().err == (f"error: {record}: not a run record ({problem}); delete it and rerun without "
+                                       "--render-only to redo that run\n")
+    assert [p.name for p in out.iterdir()] == ["records"]
 
 
 def test_summary_is_mean_and_sample_std():

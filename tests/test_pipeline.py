@@ -111,6 +111,20 @@ def test_bad_specs_are_one_line_errors(tmp_path, capsys, spec, message):
     assert message in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("spec, message", [
+    ({"name": "../../x", "dataset": "x"}, "name '../../x'"),
+    ({"dataset": "../../x"}, "dataset '../../x'"),
+    ({"dataset": "x", "steps": [{"name": "../x", "run": ["fuse"], "outputs": ["o"]}]}, "step 1: step name '../x'"),
+    ({"dataset": "x", "steps": [{"name": ".", "run": ["fuse"], "outputs": ["o"]}]}, "step 1: step name '.'"),
+])
+def test_names_that_would_write_outside_the_pipeline_folders_are_refused(tmp_path, spec, message):
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(QBertError) as error:
+        load_pipeline(path)
+    assert str(error.value) == f"{path}: {message} must be a plain name (no path separators, not '.' or '..')"
+
+
 def test_shipped_pipelines_load():
     from recbole_qbert.config import PROJECT_ROOT
 

@@ -13,8 +13,9 @@ SUBSET_METRICS = ["subset ndcg@10", "subset recall@10"]  # test events whose tar
 COST_KEYS = ("best_epoch", "epochs_trained", "train_s_per_epoch", "train_cpu_s_per_epoch", "eval_s", "eval_cpu_s")
 
 
-def read_record(path: Path) -> Optional[dict]:
-    """The run record at ``path``, None when there is none; a damaged one is a one-line error."""
+def read_record(path: Path, *, tables: bool = False) -> Optional[dict]:
+    """The run record at ``path``, None when there is none; a damaged one is a one-line error, and so is
+    (``tables``) one missing a figure the leaderboard's tables show (the benchmark scripts read fewer)."""
     import json
 
     try:
@@ -26,14 +27,41 @@ def read_record(path: Path) -> Optional[dict]:
                          "--render-only to redo that run") from None
     if not isinstance(record, dict) or not isinstance(record.get("test"), dict):
         raise QBertError(f"{path}: not a run record; delete it and rerun without --render-only to redo that run")
+    problem = _table_problem(record) if tables else None
+    if problem:
+        raise QBertError(f"{path}: not a run record ({problem}); delete it and rerun without --render-only to "
+                         "redo that run")
     return record
 
 
-def collect(spec: Spec) -> Dict[str, List[dict]]:
-    """The records of the spec's runs that exist, by model, in spec order."""
+def _table_problem(record: dict) -> Optional[str]:
+    """What the tables would fail on in ``record`` (a figure missing or not a number), or None."""
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    test, valid, memory = (record.get(k) for k in ("test", "valid", "peak_memory"))
+    if not isinstance(valid, dict) or not isinstance(memory, dict):
+        return "'valid' and 'peak_memory' must be mappings"
+    figures = {**{f"test {m}": test.get(m) for m in METRICS}, "peak_memory rss_mb": memory.get("rss_mb"),
+               # a run stopped before its first evaluation has no valid metrics; older records lack some costs
+               **({"valid ndcg@10": valid["ndcg@10"]} if "ndcg@10" in valid else {}),
+               **{k: record[k] for k in COST_KEYS if record.get(k) is not None}}
+    for what, value in figures.items():
+        if not number(value):
+            return f"{what} is {'missing' if value is None else repr(value) + ', not a number'}"
+    if not isinstance(record.get("seed"), int):
+        return f"seed is {record.get('seed')!r}, not an integer"
+    if not isinstance(record.get("stop_reason"), (str, type(None))):
+        return f"stop_reason is {record['stop_reason']!r}, not a string"
+    return None
+
+
+def collect(spec: Spec, *, tables: bool = False) -> Dict[str, List[dict]]:
+    """The records of the spec's runs that exist, by model, in spec order (``tables``: each checked for
+    the figures the tables show)."""
     by_model = {}
     for model in spec.models:
-        records = [r for r in (read_record(spec.record_path(model, s)) for s in spec.seeds) if r]
+        records = [r for r in (read_record(spec.record_path(model, s), tables=tables) for s in spec.seeds) if r]
         if records:
             _check_same_inputs(spec, model, records)
             by_model[model] = records

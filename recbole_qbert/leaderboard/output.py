@@ -198,7 +198,7 @@ def render_curves(spec: Spec, by_model: Dict[str, List[dict]], path: Path) -> No
 def render(spec: Spec) -> List[Path]:
     """Write ``leaderboard.md``, ``leaderboard.csv``, ``runs.csv``, ``leaderboard.png`` and
     ``curves.png`` (validation curves) into ``spec.out``."""
-    by_model = collect(spec)
+    by_model = collect(spec, tables=True)
     if not by_model:
         raise QBertError(f"{spec.out / 'records'}: no finished runs to render yet")
     rows = summarise(by_model)

@@ -1,6 +1,8 @@
 """What a (model, seed) run needs now: nothing (its record matches the current config and input
-files), a resume from its ``last.pth``, or a fresh start."""
+files), a resume from its ``last.pth``, or a fresh start; and, before any run, whether every row's
+config can be built at all."""
 import sys
+import tempfile
 from pathlib import Path
 from typing import List, Optional
 
@@ -14,14 +16,36 @@ from recbole_qbert.model_registry import is_own_model, resolve_model
 from recbole_qbert.safe_io import atomic_open
 
 
+def _row_config(spec: Spec, model: str, config_file: Path):
+    """The RecBole config of row ``model``, its run config being ``config_file``."""
+    name = spec.model_of(model)
+    return build_config(resolve_model(name), spec.dataset, spec.config_files + [str(config_file)],
+                        own_model=is_own_model(name))
+
+
+def check_rows(spec: Spec) -> None:
+    """Build the config of every row about to run once, before anything is written: an unknown or
+    unsupported model, a missing config file or dataset is then one line naming the spec and the row,
+    not an error per run naming its generated ``leaderboard.yaml``. Cheap: the dataset is not loaded."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config_file = Path(tmp) / "leaderboard.yaml"
+        for model in spec.run_models:
+            try:
+                config_file.write_text(yaml.safe_dump(spec.run_config(model, spec.run_seeds[0])), encoding="utf-8")
+                folder = Path(_row_config(spec, model, config_file)["data_path"])  # RecBole joins the dataset name
+                if not folder.is_dir():
+                    raise QBertError(f"dataset '{spec.dataset}' not found: no folder {folder}; convert it first "
+                                     "(python -m dataset_prep.convert --help) or set data_path")
+            except QBertError as e:
+                raise QBertError(f"{spec.source}: model '{model}': {e}") from None
+
+
 def run_identity(spec: Spec, model: str, seed: int, config_file: Path):
     """(config hash, budget, input file hashes) of a run as configured now; a record must match all
     three to be reused."""
     from recbole_qbert.run_record import run_budget, run_inputs
 
-    name = spec.model_of(model)
-    config = build_config(resolve_model(name), spec.dataset, spec.config_files + [str(config_file)],
-                          own_model=is_own_model(name))
+    config = _row_config(spec, model, config_file)
     return config.run_hash, run_budget(config), run_inputs(config)
 
 
@@ -37,7 +61,7 @@ def plan_run(spec: Spec, model: str, seed: int, tag: str) -> Optional[List[str]]
     identity = run_identity(spec, model, seed, config_file)
 
     try:
-        record = read_record(spec.record_path(model, seed))
+        record = read_record(spec.record_path(model, seed), tables=True)
     except QBertError as e:
         print(f"{tag}: {e}; running it again", flush=True)  # the run rewrites it
         record = None

@@ -7,7 +7,7 @@ from typing import List
 
 from recbole_qbert.children import Children
 from recbole_qbert.errors import QBertError
-from recbole_qbert.leaderboard.plan import plan_run
+from recbole_qbert.leaderboard.plan import check_rows, plan_run
 from recbole_qbert.leaderboard.spec import Spec
 from recbole_qbert.locks import output_lock
 from recbole_qbert.safe_io import write_text
@@ -18,7 +18,9 @@ def run_all(spec: Spec, jobs: int = 1) -> None:
     ``jobs > 1`` each run's console output goes to ``<run dir>/console.log``).
 
     The output folder and each run folder are locked until the end: a second leaderboard (or a direct
-    run) writing there is refused. SIGINT or SIGTERM stop the runs in flight, which resume next time."""
+    run) writing there is refused. SIGINT or SIGTERM stop the runs in flight, which resume next time. A
+    row whose config cannot be built is refused first, before anything is written."""
+    check_rows(spec)
     with output_lock(spec.out, what="leaderboard"), contextlib.ExitStack() as held:
         write_text(spec.out / "command.txt", spec.command + "\n")
         with Children() as children:  # stopped before the locks above are released

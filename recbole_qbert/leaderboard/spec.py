@@ -4,12 +4,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from recbole_qbert.config import PROJECT_ROOT, check_model_reads, load_spec_yaml
+from recbole_qbert.config import (PROJECT_ROOT, check_keys, check_model_reads, declared_values, known_keys,
+                                  load_spec_yaml)
 from recbole_qbert.errors import QBertError
 from recbole_qbert.run_record import command_line
+from recbole_qbert.value_types import check_values
 
 TABLE_KEYS = {"metrics", "topk", "valid_metric"}  # what every record must share for the tables to read it
-SPEC_KEYS = {"name": "str", "dataset": "str", "extends": "str", "models": "list", "seeds": "list[int]",
+SPEC_KEYS = {"name": "str", "dataset": "str", "extends": "str", "models": "list", "seeds": "list[int], >=0",
              "config_files": "list[str]|None", "config": "dict|None", "model_config": "dict|None"}
 
 
@@ -69,6 +71,15 @@ class Spec:
         return {**self.config, **self.model_config.get(model, {}), "seed": seed}
 
 
+def plain_name(value, what: str, source) -> str:
+    """``value`` as a file or folder name; one with a path separator, or ``.``, ``..`` or nothing, would
+    put outputs outside their folder."""
+    name = str(value)
+    if name in ("", ".", "..") or set(name) & {"/", "\\", "\0"}:
+        raise QBertError(f"{source}: {what} {name!r} must be a plain name (no path separators, not '.' or '..')")
+    return name
+
+
 def load_spec(path, out: Optional[str] = None, overrides: Optional[Dict] = None) -> Spec:
     """Read and check a leaderboard spec; ``overrides`` (``--key=value``) apply to every run."""
     data = load_spec_yaml(path, kind="leaderboard", keys=SPEC_KEYS, merge=["config", "model_config"])
@@ -92,6 +103,7 @@ def load_spec(path, out: Optional[str] = None, overrides: Optional[Dict] = None)
             name = entry
         else:
             raise QBertError(f"{path}: models: {entry!r} is neither a model name nor a variant mapping")
+        name = plain_name(name, "model", path)  # names its records and run folders
         if name in names:
             raise QBertError(f"{path}: model '{name}' is listed twice")
         names.append(name)
@@ -100,16 +112,20 @@ def load_spec(path, out: Optional[str] = None, overrides: Optional[Dict] = None)
             raise QBertError(f"{path}: model_config names '{model}', which is not in models")
         check_model_reads(config, model_class.get(model, model), f"{path}: model '{model}'")
     shared = {**(data.get("config") or {}), **(overrides or {})}
+    known, declared = known_keys(), declared_values()
     for where, config in [("config", shared)] + [(f"model '{m}'", c) for m, c in model_config.items()]:
+        # here, not when each run is planned: a typo then names this file before any run starts
+        check_keys(config, f"{path}: {where}", known)
+        check_values(config, declared, f"{path}: {where}")
         fixed = sorted(set(config) & TABLE_KEYS)
         if fixed:
             raise QBertError(f"{path}: {where}: '{fixed[0]}' cannot change on a leaderboard, whose tables report "
                              "recall, ndcg and mrr at 5, 10 and 20 and pick each run's best epoch by valid NDCG@10")
-    name = data.get("name") or Path(path).stem
+    name = plain_name(data.get("name") or Path(path).stem, "name", path)  # names its output folders
     base = Path(path).resolve().parent
     return Spec(
         name=name,
-        dataset=data["dataset"],
+        dataset=plain_name(data["dataset"], "dataset", path),
         models=names,
         seeds=list(data["seeds"]),
         out=Path(out) if out else PROJECT_ROOT / "results" / "leaderboard" / name,
