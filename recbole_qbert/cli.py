@@ -109,7 +109,9 @@ def leaderboard_main(argv: List[str]) -> int:
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()] if args.seeds else None
     except ValueError:
-        raise QBertError(f"--seeds: expected comma-separated integers, got '{args.seeds}'") from None
+        seeds = [-1]
+    if seeds and min(seeds) < 0:
+        raise QBertError(f"--seeds: expected comma-separated integers >= 0, got '{args.seeds}'")
     spec.select(models, seeds, separate=args.out is not None)
     if args.jobs < 1:
         raise QBertError(f"--jobs must be at least 1, got {args.jobs}")

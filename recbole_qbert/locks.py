@@ -70,7 +70,10 @@ def output_lock(path: PathLike, *, what: str = "output") -> Iterator[None]:
     path = Path(path)
     lock = lock_file(path)
     created = [p for p in (lock.parent, *lock.parent.parents) if not p.exists()]  # deepest first
-    lock.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # a parent is a file
+        raise QBertError(f"{path}: cannot write there: one of its parent folders is a file") from None
     try:
         with _locked(path, lock, what):
             yield

@@ -114,7 +114,7 @@ class Recommender:
     # -- tokens and histories -------------------------------------------------------------------
     def _ids(self, field: str, tokens: Sequence[str], what: str) -> List[int]:
         known = self.dataset.field2token_id[field]
-        unknown = [t for t in tokens if t not in known]
+        unknown = [t for t in tokens if t not in known or known[t] == 0]  # 0: RecBole's padding "[PAD]"
         if unknown:
             raise QBertError(f"{self.inter_file}: no {what} '{unknown[0]}'")
         return [known[t] for t in tokens]

@@ -51,8 +51,9 @@ def test_leaderboard_errors_are_one_line(capsys, tmp_path):
     assert "none.yaml: config file not found" in capsys.readouterr().err
     spec = tmp_path / "s.yaml"
     spec.write_text("dataset: x\nmodels: [SASRec]\nseeds: [1]\n")
-    assert leaderboard_main([str(spec), "--seeds=a,b"]) == 2
-    assert "--seeds: expected comma-separated integers" in capsys.readouterr().err
+    for seeds in ("a,b", "1,-1"):
+        assert leaderboard_main([str(spec), f"--seeds={seeds}"]) == 2
+        assert f"--seeds: expected comma-separated integers >= 0, got '{seeds}'" in capsys.readouterr().err
 
 
 def test_run_recbole_script_end_to_end(tiny_data, tmp_path, in_tmp):

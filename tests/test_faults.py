@@ -166,6 +166,13 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path, capsys):
     assert leftovers(tmp_path) == []
 
 
+def test_an_output_under_a_file_is_one_line(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(QBertError, match=r"afile/run: cannot write there: one of its parent folders is a file"):
+        with output_lock(tmp_path / "afile" / "run"):
+            pass
+
+
 def test_lock_written_on_another_host_is_not_taken_over(tmp_path):
     target = tmp_path / "run"
     lock_file(target).write_text(json.dumps({"pid": 1, "host": "elsewhere", "command": "x"}))

@@ -95,6 +95,8 @@ def test_unknown_tokens_are_one_line_errors(recommender):
         recommender.for_user("nobody")
     with pytest.raises(QBertError, match=r"titled.inter: no item 'i99'$"):
         recommender.for_history(["i1", "i99"])
+    with pytest.raises(QBertError, match=r"titled.inter: no item '\[PAD\]'$"):  # RecBole's padding token
+        recommender.for_history(["[PAD]"])
 
 
 def test_cold_items_are_scored_by_their_codes(tmp_path, in_tmp):
