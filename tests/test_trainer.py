@@ -176,7 +176,7 @@ def test_general_models_train_and_reload_on_ml100k(model, tmp_path, in_tmp):
     from recbole_qbert.recommend import Recommender, load_data_and_model
 
     record = run(model, "ml-100k", run_dir=tmp_path / "run", overrides={
-        "epochs": 2, "learning_rate": 0.01, "show_progress": False, "state": "WARNING"})
+        "epochs": 1, "learning_rate": 0.01, "show_progress": False, "state": "WARNING"})
     assert record["test"]["ndcg@10"] > 3 * sum(1 / np.log2(r + 2) for r in range(10)) / 1682  # chance level
     if model == "BPR":
         assert record["config"]["train_neg_sample_args"]["sample_num"] == 1
