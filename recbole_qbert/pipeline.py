@@ -230,6 +230,11 @@ def run_pipeline(pipeline: Pipeline, *, force: Optional[List[str]] = None, leade
     unknown = force - {s.name for s in pipeline.steps}
     if unknown:
         raise QBertError(f"--force names unknown step '{sorted(unknown)[0]}' (steps: {[s.name for s in pipeline.steps]})")
+    spec = None
+    if leaderboard and pipeline.leaderboard is not None:
+        from recbole_qbert.leaderboard import load_spec
+
+        spec = load_spec(pipeline.leaderboard)  # a bad spec fails now, not after the steps ran
     started = time.perf_counter()
     figures = []
     for i, step in enumerate(pipeline.steps, 1):
@@ -239,12 +244,11 @@ def run_pipeline(pipeline: Pipeline, *, force: Optional[List[str]] = None, leade
             figures.append(_run_or_reuse(pipeline, step, f"[{i}/{len(pipeline.steps)}] {step.name}",
                                          step.name in force))
     board_s = None
-    if leaderboard and pipeline.leaderboard is not None:
-        from recbole_qbert.leaderboard import load_spec, render, run_all
+    if spec is not None:
+        from recbole_qbert.leaderboard import render, run_all
 
         print(f"leaderboard: {shown_path(pipeline.leaderboard)}", flush=True)
         t0 = time.perf_counter()
-        spec = load_spec(pipeline.leaderboard)
         run_all(spec, jobs=jobs)
         for path in render(spec):
             print(f"wrote {shown_path(path)}")

@@ -111,6 +111,17 @@ def test_bad_specs_are_one_line_errors(tmp_path, capsys, spec, message):
     assert message in err and "Traceback" not in err
 
 
+def test_a_bad_leaderboard_spec_fails_before_any_step_runs(synth_pipeline, tmp_path):
+    load, features, sid = synth_pipeline
+    board = tmp_path / "board.yaml"
+    board.write_text("dataset: synth\nmodels: [SASRec]\nseeds: [1]\nconfig: {learnin_rate: 0.1}\n")
+    pipeline = load()
+    pipeline.leaderboard = board
+    with pytest.raises(QBertError, match=r"board.yaml: config: unknown config key 'learnin_rate'"):
+        run_pipeline(pipeline)
+    assert not sid.exists() and not (pipeline.stamps / "quantize.json").exists()
+
+
 @pytest.mark.parametrize("spec, message", [
     ({"name": "../../x", "dataset": "x"}, "name '../../x'"),
     ({"dataset": "../../x"}, "dataset '../../x'"),
