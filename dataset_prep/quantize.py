@@ -87,6 +87,8 @@ def _train(args) -> None:
     if args.features:
         paths = [str(Path.cwd() / f) if "{dataset}" in f else str(Path(f).resolve()) for f in args.features]
         overrides["features"] = paths[0] if len(paths) == 1 else paths
+    if len(set(args.dataset)) != len(args.dataset):  # before the locks: the second lock would be our own
+        raise QBertError(f"--dataset: each dataset once, got {' '.join(args.dataset)}")
     settings = load_settings(args.config, overrides)
     _set_threads(settings["threads"])
     if len(args.dataset) > 1:

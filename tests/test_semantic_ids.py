@@ -174,6 +174,7 @@ def test_cli_bad_arguments_and_outputs_are_refused_before_any_work(synth, tmp_pa
     fails(train + ["--set", f"sid_file={tmp_path / 'ok.sid'}", "--report", str(tmp_path / "report")],
           "report: is a folder, cannot write a file")
     fails(train + ["--set", f"sid_file={path / 'under' / 'x.sid'}"], "d.sid: is a file, cannot write")
+    fails(train + ["--dataset", "synth"], "--dataset: each dataset once, got synth synth")
     assert {p: p.read_bytes() for p in original} == original and not list((tmp_path / "taken.sid").iterdir())
 
 
