@@ -29,6 +29,8 @@ def faults(**env):
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the thresholds are glibc's")
 def test_large_tensors_reuse_heap_memory_unless_the_user_set_malloc_thresholds():
     kept, applied = faults()
-    assert applied and kept < 50_000  # at most one tensor's pages; 20 x 100 MB are 490,000 pages of 4 KiB
+    # 20 x 100 MB are 490,000 pages of 4 KiB; reused, a few tensors' worth (73,242 once, in a full suite
+    # beside two training runs; usually far fewer)
+    assert applied and kept < 100_000
     returned, applied = faults(MALLOC_MMAP_THRESHOLD_=str(32 << 20))
     assert not applied and returned > 400_000
