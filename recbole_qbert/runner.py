@@ -20,7 +20,7 @@ from recbole_qbert.errors import QBertError
 from recbole_qbert.locks import output_lock
 from recbole_qbert.model_registry import is_own_model, resolve_model
 from recbole_qbert.run_record import command_line, git_commit, machine_info, peak_memory_mb, run_budget
-from recbole_qbert.safe_io import write_json
+from recbole_qbert.safe_io import check_output, write_json
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -176,8 +176,7 @@ def run(model: str, dataset: str, config_files: Sequence = (), overrides: Option
     of every batch, as RecBole's own distributed training does.
     """
     run_dir = Path(run_dir) if run_dir else default_run_dir(model, dataset)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise QBertError(f"{run_dir}: is a file, not a run folder (checkpoint_dir)")
+    check_output(run_dir, folder=True)
     if nproc < 1:
         raise QBertError(f"nproc must be at least 1, got {nproc}")
     with output_lock(run_dir, what="run"):
@@ -195,8 +194,7 @@ def _run_locked(model, dataset, config_files, overrides, run_dir: Path, resume: 
     import torch
 
     record_path = Path(record_path) if record_path else run_dir / "record.json"
-    if record_path.is_dir():
-        raise QBertError(f"{record_path}: is a folder; the record is written to a JSON file")
+    check_output(record_path)  # now, not when the record is written after training
     last = run_dir / "last.pth"
     if resume and not last.is_file():
         raise QBertError(f"{last}: nothing to resume from")

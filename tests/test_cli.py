@@ -31,8 +31,8 @@ def test_run_errors_are_one_line(argv, message, capsys, in_tmp):
 
 @pytest.mark.parametrize("args, message", [
     (["--nproc=0"], "nproc must be at least 1, got 0"),
-    (["--checkpoint_dir=/dev/null"], "/dev/null: is a file, not a run folder"),
-    (["--record=."], ".: is a folder; the record is written to a JSON file"),
+    (["--checkpoint_dir=/dev/null"], "/dev/null: is a file, cannot write a folder there"),
+    (["--record=."], ".: is a folder, cannot write a file there"),
     (["--metrics=['Nope']"], "config: RecBole refused it (NotImplementedError: There is no metric named 'Nope')"),
     (["--valid_metric=NDCG@7"], "valid_metric NDCG@7 is not among the metrics evaluated (Recall, NDCG, MRR at 5, 10, 20)"),
     (["--eval_args={'split': {'LS': 'valid_and_test'}, 'order': 'XX', 'mode': 'full'}"], "RecBole could not split it"),
