@@ -73,6 +73,19 @@ def test_a_bad_row_fails_in_one_line_naming_the_spec_before_anything_is_written(
     assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()  # no command.txt, no run folder
 
 
+@pytest.mark.parametrize("overrides, message", [
+    ({"learnin_rate": 0.1}, "command line: unknown config key 'learnin_rate' (did you mean 'learning_rate'?)"),
+    ({"epochs": "ten"}, "command line: epochs='ten': expected int >= 0"),
+    ({"topk": [10]}, "command line: 'topk' cannot change on a leaderboard"),
+])
+def test_a_bad_override_is_named_as_the_command_line_not_the_spec(tmp_path, overrides, message):
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump({"dataset": "x", "models": ["SASRec"], "seeds": [1], "config": {"epochs": 1}}))
+    with pytest.raises(QBertError) as error:
+        load_spec(path, overrides=overrides)
+    assert str(error.value).startswith(message)
+
+
 @pytest.mark.parametrize("models, name, message", [
     (["SASRec"], "../../escape", "name '../../escape'"),
     (["SASRec"], "..", "name '..'"),

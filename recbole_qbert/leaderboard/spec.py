@@ -111,15 +111,16 @@ def load_spec(path, out: Optional[str] = None, overrides: Optional[Dict] = None)
         if model not in names:
             raise QBertError(f"{path}: model_config names '{model}', which is not in models")
         check_model_reads(config, model_class.get(model, model), f"{path}: model '{model}'")
-    shared = {**(data.get("config") or {}), **(overrides or {})}
+    spec_config, overrides = data.get("config") or {}, overrides or {}
     known, declared = known_keys(), declared_values()
-    for where, config in [("config", shared)] + [(f"model '{m}'", c) for m, c in model_config.items()]:
-        # here, not when each run is planned: a typo then names this file before any run starts
-        check_keys(config, f"{path}: {where}", known)
-        check_values(config, declared, f"{path}: {where}")
+    sources = [(f"{path}: config", spec_config), ("command line", overrides)]
+    for where, config in sources + [(f"{path}: model '{m}'", c) for m, c in model_config.items()]:
+        # here, not when each run is planned: a typo then names its file (or the command line) before any run starts
+        check_keys(config, where, known)
+        check_values(config, declared, where)
         fixed = sorted(set(config) & TABLE_KEYS)
         if fixed:
-            raise QBertError(f"{path}: {where}: '{fixed[0]}' cannot change on a leaderboard, whose tables report "
+            raise QBertError(f"{where}: '{fixed[0]}' cannot change on a leaderboard, whose tables report "
                              "recall, ndcg and mrr at 5, 10 and 20 and pick each run's best epoch by valid NDCG@10")
     name = plain_name(data.get("name") or Path(path).stem, "name", path)  # names its output folders
     base = Path(path).resolve().parent
@@ -130,7 +131,7 @@ def load_spec(path, out: Optional[str] = None, overrides: Optional[Dict] = None)
         seeds=list(data["seeds"]),
         out=Path(out) if out else PROJECT_ROOT / "results" / "leaderboard" / name,
         config_files=[str(f if Path(f).is_absolute() else (base / f)) for f in data.get("config_files") or []],
-        config=shared,
+        config={**spec_config, **overrides},
         model_config=model_config,
         model_class=model_class,
         source=str(path),
