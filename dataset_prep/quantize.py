@@ -129,15 +129,23 @@ def _train_locked(args, settings) -> None:
     print(_summary(report))
 
 
+def _check_sid_out(out: Path, source: Optional[Path], flag: str, what: str) -> None:
+    """Refuse an ``--out`` semantic-ID file that is the input ``source`` (written over before it is read
+    in full) or that cannot be written, with its metadata file, before any work."""
+    from recbole_qbert.semantic_ids import meta_path
+
+    if source is not None and out.resolve() == source.resolve():
+        raise QBertError(f"{out}: --out is the {flag} file; write {what} to another file")
+    for path in (out, meta_path(out)):
+        check_output(path)
+
+
 def _shuffle(args) -> None:
-    from recbole_qbert.semantic_ids import meta_path, read_semantic_ids, shuffle_semantic_ids, write_semantic_ids
+    from recbole_qbert.semantic_ids import read_semantic_ids, shuffle_semantic_ids, write_semantic_ids
 
     if args.seed < 0:  # numpy's generators take no negative seed
         raise QBertError(f"--seed {args.seed}: expected an integer >= 0")
-    if args.out.resolve() == args.sid.resolve():
-        raise QBertError(f"{args.out}: --out is the --sid file; write the shuffled IDs to another file")
-    for path in (args.out, meta_path(args.out)):
-        check_output(path)
+    _check_sid_out(args.out, args.sid, "--sid", "the shuffled IDs")
     base = read_semantic_ids(args.sid)
     shuffled = shuffle_semantic_ids(base, args.seed, source=str(args.out))
     moved = float((shuffled.codes[:, 0] != base.codes[:, 0]).mean())
@@ -152,13 +160,9 @@ def _shuffle(args) -> None:
 
 def _assign(args) -> None:
     from recbole_qbert.quantize.stage import assign_new_items
-    from recbole_qbert.semantic_ids import meta_path
 
     _set_threads(args.threads)
-    if args.base_sid is not None and args.out.resolve() == args.base_sid.resolve():
-        raise QBertError(f"{args.out}: --out is the --base-sid file; write the new items' IDs to another file")
-    for path in (args.out, meta_path(args.out)):
-        check_output(path)
+    _check_sid_out(args.out, args.base_sid, "--base-sid", "the new items' IDs")
     with output_lock(args.out, what="quantize"):
         report = assign_new_items(args.checkpoint, args.features, args.out, base_sid=args.base_sid,
                                   absent_items=args.absent_items)

@@ -167,6 +167,10 @@ def test_cli_bad_arguments_and_outputs_are_refused_before_any_work(synth, tmp_pa
     fails(["shuffle", "--sid", str(path), "--out", str(tmp_path / "." / "d.sid")], "--out is the --sid file")
     fails(["shuffle", "--sid", str(path), "--out", str(tmp_path / "taken.sid")],
           "taken.sid: is a folder, cannot write a file there")
+    fails(["assign", "--checkpoint", str(tmp_path / "x.safetensors"), "--features", str(features), "--out",
+           str(path), "--base-sid", str(tmp_path / "." / "d.sid")], "--out is the --base-sid file")
+    fails(["assign", "--checkpoint", str(tmp_path / "x.safetensors"), "--features", str(features), "--out",
+           str(tmp_path / "taken.sid")], "taken.sid: is a folder, cannot write a file there")
     for threads in ("0", "-2"):
         fails(["assign", "--checkpoint", str(tmp_path / "x.safetensors"), "--features", str(features), "--out",
                str(tmp_path / "new.sid"), "--threads", threads], f"--threads {threads}: expected an integer >= 1")
