@@ -167,6 +167,17 @@ def mask_generator(config, device) -> torch.Generator:
     return generator
 
 
+class GeneratorStateMixin:
+    """Keeps a model's ``generator`` (masks, sampled negatives) in its state dict (``_extra_state``), so
+    a run resumed from a checkpoint draws what a straight run would have drawn."""
+
+    def get_extra_state(self) -> dict:
+        return {"mask_rng": self.generator.get_state()}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.generator.set_state(state["mask_rng"].cpu())  # a CPU byte tensor, even on a GPU run
+
+
 def build_strategy(name: str, options: Mapping = None) -> MaskingStrategy:
     if name not in MASKING_STRATEGIES:
         raise QBertError(f"unknown masking strategy '{name}' (registered: {', '.join(sorted(MASKING_STRATEGIES))})")

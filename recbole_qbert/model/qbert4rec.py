@@ -31,7 +31,7 @@ from recbole.utils import InputType
 from torch import nn
 
 from recbole_qbert.errors import QBertError
-from recbole_qbert.model.masking import MaskMixture, build_strategy, mask_generator
+from recbole_qbert.model.masking import GeneratorStateMixin, MaskMixture, build_strategy, mask_generator
 from recbole_qbert.model.length_buckets import encode_by_length
 from recbole_qbert.model.prenorm import PreNormTransformer
 from recbole_qbert.model.pretrained import load_pretrained_from_config
@@ -41,7 +41,7 @@ from recbole_qbert.model.semantic_items import SemanticItemsMixin
 TRAIN_STAGES = ("pretrain", "finetune")
 
 
-class QBERT4Rec(SemanticItemsMixin, SequentialRecommender):
+class QBERT4Rec(GeneratorStateMixin, SemanticItemsMixin, SequentialRecommender):
     input_type = InputType.POINTWISE
     dataset_class = QBERT4RecDataset
 
@@ -95,14 +95,14 @@ class QBERT4Rec(SemanticItemsMixin, SequentialRecommender):
         if stage == "finetune":
             self.masking = build_strategy("last")
 
-    # the training phase and the mask generator travel in the state dict (``_extra_state``), so a resumed
-    # run continues in the phase it was in and draws the masks a straight run would have drawn
+    # the training phase travels in the state dict beside the mask generator, so a resumed run
+    # continues in the phase it was in
     def get_extra_state(self) -> dict:
-        return {"train_stage": self.train_stage, "mask_rng": self.generator.get_state()}
+        return {**super().get_extra_state(), "train_stage": self.train_stage}
 
     def set_extra_state(self, state: dict) -> None:
         self._set_stage(state["train_stage"])
-        self.generator.set_state(state["mask_rng"].cpu())  # a CPU byte tensor, even on a GPU run
+        super().set_extra_state(state)
 
     # -- encoder -------------------------------------------------------------------------------
     def forward(self, items: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -29,7 +29,7 @@ from recbole.utils import InputType
 from torch import nn
 
 from recbole_qbert.errors import QBertError
-from recbole_qbert.model.masking import MaskMixture, mask_generator
+from recbole_qbert.model.masking import GeneratorStateMixin, MaskMixture, mask_generator
 from recbole_qbert.model.length_buckets import encode_by_length
 from recbole_qbert.model.prenorm import PreNormTransformer
 from recbole_qbert.model.pretrained import load_pretrained_from_config
@@ -37,7 +37,7 @@ from recbole_qbert.data.qbert4rec_dataset import QBERT4RecDataset
 from recbole_qbert.model.semantic_items import SemanticItemsMixin
 
 
-class QSASRec(SemanticItemsMixin, SASRec):
+class QSASRec(GeneratorStateMixin, SemanticItemsMixin, SASRec):
     input_type = InputType.POINTWISE
     dataset_class = QBERT4RecDataset
 
@@ -66,13 +66,6 @@ class QSASRec(SemanticItemsMixin, SASRec):
         # draws masks and sampled negatives
         self.generator = mask_generator(config, self.device)
         load_pretrained_from_config(self, config)
-
-    # the mask generator travels in the state dict, so a resumed run draws what a straight run would
-    def get_extra_state(self) -> dict:
-        return {"mask_rng": self.generator.get_state()}
-
-    def set_extra_state(self, state: dict) -> None:
-        self.generator.set_state(state["mask_rng"].cpu())  # a CPU byte tensor, even on a GPU run
 
     def _encode_bucket(self, items: torch.Tensor, lengths: torch.Tensor, *mask: torch.Tensor) -> torch.Tensor:
         """Causal encoding of ``items`` ``(B, T)`` (left-aligned, 0 after ``lengths``), with the positions
