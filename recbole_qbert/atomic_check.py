@@ -33,9 +33,10 @@ def check_atomic_files(config, suffixes: Optional[List[str]] = None) -> Dict[str
                 raise QBertError(f"{path}: atomic file not found (dataset '{name}', data_path {folder.parent})")
             continue
         header = read_header(path, sep)
-        check_rows(path, sep, len(header))
         if suffix == "inter" and sep == "\t" and {USER_FIELD, ITEM_FIELD} <= set(header):
-            read_interactions(path)  # RecBole drops empty tokens and sorts NaN timestamps without a word
+            read_interactions(path)  # rows too; RecBole drops empty tokens and sorts NaN timestamps without a word
+        else:
+            check_rows(path, sep, len(header))
         wanted = load_col.get(suffix)  # RecBole reads True as every column
         missing = [c for c in wanted if c not in header] if isinstance(wanted, (list, tuple)) else []
         if missing:

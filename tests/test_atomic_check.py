@@ -37,7 +37,20 @@ def test_malformed_inter_file(tmp_path, in_tmp, content, message):
     assert "broken.inter" in str(err.value) and message in str(err.value)
 
 
-def test_unknown_dataset_names_the_folder(tmp_path, in_tmp):
+def test_a_sound_inter_file_is_read_once(tmp_path, monkeypatch):
+    from recbole_qbert import atomic_check
+    from recbole_qbert.data import atomic_files
+
+    data = broken_dataset(tmp_path, "user_id:token\titem_id:token\ttimestamp:float\nu1\ti1\t0\nu1\ti2\t1\n", "ok")
+    calls = []
+    for module in (atomic_check, atomic_files):
+        monkeypatch.setattr(module, "check_rows", lambda *a: calls.append(a))
+    config = {"data_path": str(data / "ok"), "dataset": "ok", "field_separator": "\t", "load_col": None}
+    assert list(atomic_check.check_atomic_files(config)["inter"]) == ["user_id", "item_id", "timestamp"]
+    assert calls == [], "the row check is read_interactions' one pass; a second pass only names a bad row"
+
+
+
     with pytest.raises(QBertError, match="dataset 'nosuch' not found: no folder .*nosuch"):
         run_tiny(tmp_path, "nosuch")
 

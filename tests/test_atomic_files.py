@@ -31,6 +31,8 @@ def test_the_stages_read_the_same_items(tmp_path):
 @pytest.mark.parametrize("rows, message", [
     ("u1\ti1\t0\n\ti2\t1\n", r"bad.inter: line 3: empty user or item token"),
     ("u1\ti1\t0\nu1\ti2\tlater\n", r"bad.inter: line 3: timestamp is not a number"),
+    ("u1\ti1\t0\nu1\ti2\n", r"bad.inter: line 3 has 2 fields, the header has 3"),  # not an empty timestamp
+    ("u1\ti1\t0\n\nu1\ti2\t1\tx\n", r"bad.inter: line 4 has 4 fields, the header has 3"),
 ])
 def test_bad_interaction_rows_are_named_by_line(tmp_path, rows, message):
     (tmp_path / "bad.inter").write_text(HEADER + rows)

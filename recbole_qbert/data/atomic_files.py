@@ -144,25 +144,34 @@ class Interactions:
 
 
 def read_interactions(path: Path, *, require_time: bool = False) -> Interactions:
-    """Read a ``.inter`` file: user and item tokens non-empty, timestamps numbers (and present with
-    ``require_time``)."""
+    """Read a ``.inter`` file: rows of the header's width, user and item tokens non-empty, timestamps
+    numbers (and present with ``require_time``)."""
     header = read_header(path)
     _require_columns(path, header, (USER_FIELD, ITEM_FIELD, TIME_FIELD) if require_time else (USER_FIELD, ITEM_FIELD))
+
+    def refuse(message: str):
+        # pandas fills a short row with empty fields and stops at a long one without its line: a ragged
+        # row, found by a second read only when something is wrong, is named first
+        check_rows(path, "\t", len(header))
+        raise QBertError(f"{path}: {message}")
+
     try:
         frame = pd.read_csv(path, sep="\t", header=0, names=list(header), dtype=str, keep_default_na=False,
                             encoding="utf-8")
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise QBertError(f"{path}: cannot read interactions ({str(e).splitlines()[0]})") from None
+        frame, error = None, str(e).splitlines()[0]
+    if frame is None:
+        refuse(f"cannot read interactions ({error})")
     if len(frame) == 0:
-        raise QBertError(f"{path}: no interactions")
+        refuse("no interactions")
     empty = (frame[ITEM_FIELD] == "") | (frame[USER_FIELD] == "")
     if empty.any():
-        raise QBertError(f"{path}: line {int(empty.to_numpy().argmax()) + 2}: empty user or item token")
+        refuse(f"line {int(empty.to_numpy().argmax()) + 2}: empty user or item token")
     times = None
     if TIME_FIELD in frame:
         parsed = pd.to_numeric(frame[TIME_FIELD], errors="coerce")
         if parsed.isna().any():
-            raise QBertError(f"{path}: line {int(parsed.isna().to_numpy().argmax()) + 2}: timestamp is not a number")
+            refuse(f"line {int(parsed.isna().to_numpy().argmax()) + 2}: timestamp is not a number")
         times = parsed.to_numpy(dtype=np.float64)
     return Interactions(path=path, header=header, frame=frame, times=times)
 
