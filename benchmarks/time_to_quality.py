@@ -8,6 +8,9 @@ prints one line per model and writes ``results/benchmarks/time-to-quality-<leade
 (``--out``). A run
 that never reaches the target counts as not reaching it (``null``), never as its total time. Seconds are
 the run's own CPU seconds of training (evaluation excluded), so runs that shared the machine compare.
+A row evaluated on another protocol than the reference (``eval_filter_history``: its validation leaves the
+history out of the ranking) is still measured but marked ``"comparable": false``: its validation scores are
+on another scale than the target's.
 """
 import argparse
 import statistics
@@ -32,6 +35,11 @@ def seconds_to_reach(record: dict, target: float):
     return None
 
 
+def filters_history(records) -> bool:
+    """Whether a row's runs leave the user's history out of the ranking (RecBole's ranking keeps it)."""
+    return any(r.get("config", {}).get("eval_filter_history", False) for r in records)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("spec", help="converged leaderboard spec")
@@ -45,7 +53,9 @@ def main(argv=None) -> int:
         raise SystemExit(f"error: {spec.out}: no records of the reference row '{args.reference}'")
     targets = {r["seed"]: r["valid"]["ndcg@10"] for r in by_model[args.reference]}
     result = {"leaderboard": spec.name, "reference": args.reference, "targets": targets, "models": {}}
+    reference_filters = filters_history(by_model[args.reference])
     for model, records in by_model.items():
+        comparable = filters_history(records) == reference_filters
         runs = []
         for r in records:
             if r["seed"] not in targets:
@@ -56,10 +66,12 @@ def main(argv=None) -> int:
                          "total_train_cpu_s": r["train_cpu_s"]})
         reached = [run["cpu_s"] for run in runs if run["cpu_s"] is not None]
         result["models"][model] = {"runs": runs, "reached": f"{len(reached)}/{len(runs)}",
-                                   "mean_cpu_s_when_reached": round(statistics.fmean(reached), 2) if reached else None}
+                                   "mean_cpu_s_when_reached": round(statistics.fmean(reached), 2) if reached else None,
+                                   "comparable": comparable}
         mean = result["models"][model]["mean_cpu_s_when_reached"]
         print(f"{model:24s} reached {len(reached)}/{len(runs)} seeds"
-              + (f", mean {mean:.1f} CPU s" if mean is not None else ""))
+              + (f", mean {mean:.1f} CPU s" if mean is not None else "")
+              + ("" if comparable else " (not comparable: another protocol for the history in the ranking)"))
     out = Path(args.out) if args.out else PROJECT_ROOT / "results" / "benchmarks" / f"time-to-quality-{spec.name}.json"
     write_json(out, result)
     print(f"wrote {out}")

@@ -48,6 +48,23 @@ def test_time_to_quality_counts_cpu_seconds_until_the_reference_best(tmp_path, c
     assert "Never" in capsys.readouterr().out
 
 
+def test_time_to_quality_marks_a_row_on_another_ranking_protocol(tmp_path, capsys):
+    filtered = lambda seed, curve: {**record(seed, curve, 1.0), "config": {"eval_filter_history": True}}  # noqa: E731
+    spec, board = write_board(tmp_path, ["SASRec", "SASRec-filter-history", "Same"], {
+        ("SASRec", 1): record(1, [0.5], 10.0), ("SASRec", 2): record(2, [0.6], 10.0),
+        ("SASRec-filter-history", 1): filtered(1, [0.7]), ("SASRec-filter-history", 2): filtered(2, [0.7]),
+        ("Same", 1): record(1, [0.7], 1.0), ("Same", 2): record(2, [0.7], 1.0),
+    })
+    out = tmp_path / "ttq.json"
+    assert time_to_quality.main([str(spec), "--board", str(board), "--out", str(out)]) == 0
+    models = json.loads(out.read_text())["models"]
+    assert models["SASRec-filter-history"]["comparable"] is False
+    assert models["SASRec-filter-history"]["reached"] == "2/2"  # still measured, only marked
+    assert models["Same"]["comparable"] is True and models["SASRec"]["comparable"] is True
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "not comparable" in lines["SASRec-filter-history"] and "not comparable" not in lines["Same"]
+
+
 def test_time_to_quality_needs_the_reference_row(tmp_path):
     spec, board = write_board(tmp_path, ["SASRec"], {})
     with pytest.raises(SystemExit, match="no records of the reference row 'SASRec'"):
