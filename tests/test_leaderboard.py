@@ -286,6 +286,32 @@ def test_shipped_leaderboards_load():
         (beauty.models, beauty.seeds, beauty.config, beauty.model_config)
 
 
+def test_a_selection_keeps_the_command_that_made_the_table(tmp_path, monkeypatch):
+    """Adding a row or a seed (``--models``/``--seeds``, with options of its own such as ``--jobs 1``) must
+    not turn the table's reproduce line into that partial command; a first run writes its own."""
+    import sys
+
+    from recbole_qbert.leaderboard import pool
+
+    monkeypatch.setattr(pool, "check_rows", lambda spec: None)
+    monkeypatch.setattr(pool, "_run_pairs", lambda *args: None)  # the runs themselves are tested above
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump({"name": "b", "dataset": "x", "models": ["SASRec", "GRU4Rec"], "seeds": [1, 2]}))
+    command = tmp_path / "out" / "command.txt"
+
+    def board(*argv, models=None, seeds=None):
+        monkeypatch.setattr(sys, "argv", ["qbert-leaderboard", str(path), *argv])
+        spec = load_spec(path, out=str(tmp_path / "out"))
+        spec.select(models, seeds, separate=False)
+        run_all(spec)
+        return command.read_text()
+
+    # no table yet: the selection's command, less the selection
+    assert board("--models", "GRU4Rec", "--jobs", "1", models=["GRU4Rec"]) == f"qbert-leaderboard {path} --jobs 1\n"
+    assert board("--jobs", "2") == f"qbert-leaderboard {path} --jobs 2\n"  # the whole board: its own command
+    assert board("--seeds", "3", "--jobs", "1", seeds=[3]) == f"qbert-leaderboard {path} --jobs 2\n"
+
+
 def test_a_finished_run_frees_its_slot_while_a_longer_one_runs(tmp_path, monkeypatch):
     """With two slots, the first run waits for a file that only the last run writes: the pool must start
     the later runs as soon as the short ones end, not wait for the first one."""

@@ -22,7 +22,10 @@ def run_all(spec: Spec, jobs: int = 1) -> None:
     row whose config cannot be built is refused first, before anything is written."""
     check_rows(spec)
     with output_lock(spec.out, what="leaderboard"), contextlib.ExitStack() as held:
-        write_text(spec.out / "command.txt", spec.command + "\n")
+        command_file = spec.out / "command.txt"
+        # a selection only adds runs to the table: the command that made the table stays its reproduce line
+        if not spec.is_selection or not command_file.is_file():
+            write_text(command_file, spec.command + "\n")
         with Children() as children:  # stopped before the locks above are released
             _run_pairs(spec, jobs, children, held)
 

@@ -41,11 +41,17 @@ class Spec:
     def run_seeds(self) -> List[int]:
         return self.selected_seeds or self.seeds
 
+    @property
+    def is_selection(self) -> bool:
+        """Whether only some rows or seeds run, into the spec's own table."""
+        return bool(self.selected_models or self.selected_seeds)
+
     def select(self, models: Optional[List[str]] = None, seeds: Optional[List[int]] = None, *,
                separate: bool) -> None:
         """Run only ``models`` x ``seeds``. ``separate`` (an output folder of its own): the table shows
         the selection only; otherwise it is merged into the spec's table, which shows every record of
-        the spec (and of the selection), and command.txt keeps the command without the selection."""
+        the spec (and of the selection), and command.txt keeps the table's command (where there is none
+        yet, this command without the selection)."""
         if separate:
             self.models, self.seeds = models or self.models, seeds or self.seeds
             return
