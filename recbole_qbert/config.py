@@ -346,8 +346,13 @@ _INERT_WHEN = {
 def config_hash(config) -> str:
     """Hash of everything in ``config`` that can change a model's results except the seed and the
     budget: runs of one leaderboard row share it."""
+    return plain_config_hash(plain_config(config))
+
+
+def plain_config_hash(plain: dict) -> str:
+    """``config_hash`` of a config already made plain (a run record's ``config``), by today's rules: two
+    records hashed under older rules can be compared again."""
     from recbole_qbert.safe_io import sha256_json
 
-    plain = plain_config(config)
     return sha256_json({k: v for k, v in plain.items() if k not in _NON_SEMANTIC_KEYS
                         and not (k in _INERT_WHEN and _INERT_WHEN[k](plain))})[:16]

@@ -210,6 +210,26 @@ def test_render_only_refuses_a_record_the_tables_cannot_read(tmp_path, capsys, d
     assert [p.name for p in out.iterdir()] == ["records"]
 
 
+def test_seeds_hashed_under_older_rules_average_when_their_configs_agree(tmp_path):
+    spec = make_spec(write_spec(tmp_path, tmp_path), tmp_path)
+    config = {"model": "SASRec", "hidden_size": 64, "train_negatives": 0, "epochs": 50}
+
+    def write(seed, config_hash, **changes):
+        path = spec.record_path("SASRec", seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({**fake_record(seed, 0.1, 0.2), "config_hash": config_hash,
+                                    "config": {**config, "seed": seed, **changes}}))
+
+    # stored hashes differ (older rules), so do a budget key and the run folder, and the newer record has a key
+    # the older one predates, unset: the same model all the same
+    write(1, "old-rules")
+    write(2, "new-rules", epochs=80, checkpoint_dir=f"{tmp_path}/runs/seed2", test_subset_items=None)
+    assert [r["seed"] for r in collect(spec)["SASRec"]] == [1, 2]
+    write(2, "new-rules", hidden_size=128)  # a config that trains another model is still refused
+    with pytest.raises(QBertError, match="SASRec seeds 1 and 2 were made from different configs"):
+        collect(spec)
+
+
 def test_summary_is_mean_and_sample_std():
     rows = summarise({"A": [fake_record(1, 0.1, 0.2), fake_record(2, 0.3, 0.4)], "B": [fake_record(1, 0.5, 0.1)]})
     a, b = rows
@@ -223,7 +243,8 @@ def test_a_row_is_converged_only_when_every_run_stopped_early():
     rows = summarise({"A": [early, dict(early, seed=2)], "B": [early, fake_record(2, 0.3, 0.4)]})
     assert [converged(r) for r in rows] == [True, False]
     assert [view(r["stop"]) for r in rows] == ["converged", "efficiency"]
-    assert seen(rows[1]) == "5.0 epochs, early_stopping, epochs"
+    assert seen(rows[0]) == "5.0 epochs, early_stopping"
+    assert seen(rows[1]) == "5.0 epochs, early_stopping, epochs (efficiency view)"
 
 
 def test_a_row_with_its_own_budget_is_named_in_a_converged_table(tmp_path):
@@ -248,6 +269,9 @@ def test_a_row_with_its_own_budget_is_named_in_a_converged_table(tmp_path):
     assert "Every other run stopped by early stopping" in table and "An efficiency view" not in table
     # the best means in bold come from the converged rows: a capped row's higher score is not marked best
     assert "| BERT4Rec | 1 |" in table and "**0.5" not in table and "**0.3000" in table
+    # the capped row says so in its own "stopped by" cell; converged rows keep the plain reason
+    cells = {line.split(" | ")[0]: line.rstrip(" |").split(" | ")[-1] for line in table.splitlines() if line.startswith("| ")}
+    assert (cells["| BERT4Rec"], cells["| SASRec"]) == ("budget (efficiency view)", "early_stopping")
     assert "Best mean per column in bold." in table
 
 

@@ -6,7 +6,7 @@ from typing import Dict, List
 
 from recbole_qbert.errors import QBertError
 from recbole_qbert.leaderboard.aggregate import (COST_KEYS, METRICS, SUBSET_METRICS, collect, converged, seen,
-                                                 summarise, view)
+                                                 stop_label, summarise, view)
 from recbole_qbert.leaderboard.spec import Spec
 from recbole_qbert.run_record import machine_summary
 from recbole_qbert.safe_io import atomic_open, write_text
@@ -48,7 +48,7 @@ def render_markdown(spec: Spec, rows: List[dict], by_model: Dict[str, List[dict]
             cells.append(f"**{text}**" if r[m][0] == best[m] else text)
         cells += [f"{r['best_epoch']:.1f}", f"{r['epochs_trained']:.1f}", f"{r['train_s_per_epoch']:.1f}",
                   f"{r['train_cpu_s_per_epoch']:.1f}",
-                  f"{r['eval_s']:.1f}", f"{r['eval_cpu_s']:.1f}", f"{r['peak_rss_mb']:.0f}", r["stop"]]
+                  f"{r['eval_s']:.1f}", f"{r['eval_cpu_s']:.1f}", f"{r['peak_rss_mb']:.0f}", stop_label(r)]
         lines.append("| " + " | ".join(cells) + " |")
     first = next(iter(by_model.values()))[0]
     # rows with a budget of their own (more patience, a CPU cap) are named beside the first row's budget
@@ -144,7 +144,7 @@ def render_plot(spec: Spec, rows: List[dict], path: Path) -> None:
         means = [r[metric][0] for r in rows]
         ax.barh(y + (i - (len(HEADLINE) - 1) / 2) * height, means, height, xerr=stds[metric], capsize=2, hatch=hatches,
                 edgecolor="black", linewidth=0.5, label=metric.replace("ndcg", "NDCG").replace("recall", "Recall"))
-    ax.set_yticks(y, [f"{r['model']} ({r['epochs_trained']:.1f} epochs, {r['stop']})" for r in rows],
+    ax.set_yticks(y, [f"{r['model']} ({seen(r)})" for r in rows],
                   fontsize="small")
     ax.invert_yaxis()  # the spec's first model on top, as in the table
     widest = max(r[m][0] + std for m in HEADLINE for r, std in zip(rows, stds[m]))
