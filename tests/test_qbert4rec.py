@@ -167,3 +167,48 @@ def test_finetuning_scores_the_last_position_as_full_sort_predict_does(tiny_data
         expected = torch.nn.functional.cross_entropy(scores, batch["item_id"], reduction="none")
         losses = torch.stack([model.calculate_loss(batch[[b]]) for b in range(len(batch))])
     assert len(batch) == 60 and torch.allclose(losses, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("seen_item_bias", [False, True])
+def test_next_item_loss_predicts_each_item_from_the_items_before_it(tiny_data, sid_file, in_tmp, seen_item_bias):
+    """The auxiliary loss is the mean cross-entropy of predicting item t + 1 from items 0..t alone (each
+    prefix encoded on its own, its items the seen ones), over every position that has a next item."""
+    model, _ = build_tiny_model("QBERT4Rec", tiny_data, sid_file, seen_item_bias=seen_item_bias,
+                                transformer_norm="pre", next_item_loss_weight=0.5)
+    if seen_item_bias:
+        model.seen_bias_raw.data.fill_(-0.05)
+    model.eval()  # no dropout: the two computations must agree exactly
+    items = torch.tensor([[3, 4, 5, 6, 0, 0], [7, 3, 9, 10, 11, 12], [5, 8, 0, 0, 0, 0]])
+    lengths = torch.tensor([4, 6, 2])
+    expected = []
+    with torch.no_grad():
+        for b, n in enumerate(lengths.tolist()):
+            for t in range(n - 1):
+                prefix = items[b:b + 1, :t + 1]
+                last = model._forward_causal(prefix, torch.tensor([t + 1]))[:, -1]
+                scores = model.catalogue_scores(last, model.seen_items(prefix) if seen_item_bias else None)
+                expected.append(torch.nn.functional.cross_entropy(scores, items[b:b + 1, t + 1]))
+        assert torch.allclose(model.next_item_loss(items, lengths), torch.stack(expected).mean(), atol=1e-5)
+        # causal: a later item changes nothing before it, an earlier one changes what follows
+        later, earlier = items.clone(), items.clone()
+        later[1, 4], earlier[1, 1] = 20, 20
+        base, after_later, after_earlier = (model._forward_causal(x, lengths) for x in (items, later, earlier))
+        assert torch.allclose(base[1, :4], after_later[1, :4], atol=1e-6)
+        assert not torch.allclose(base[1, 1:], after_earlier[1, 1:], atol=1e-4)
+
+
+def test_next_item_loss_trains_beside_the_masked_loss(tiny_data, sid_file, tmp_path, in_tmp):
+    """The weighted auxiliary loss is added to the masked one (same masks drawn), and a run trains with it."""
+    model, train = build_tiny_model("QBERT4Rec", tiny_data, sid_file, next_item_loss_weight=0.5)
+    model.eval()
+    batch = next(iter(train))
+    items, lengths = model._with_slot(batch, batch["item_id"])
+    state = model.generator.get_state()
+    with torch.no_grad():
+        total = model.calculate_loss(batch)
+        model.generator.set_state(state)
+        model.next_item_loss_weight = 0.0
+        masked = model.calculate_loss(batch)
+        assert torch.allclose(total, masked + 0.5 * model.next_item_loss(items, lengths), atol=1e-5)
+    record = qbert(tiny_data, sid_file, tmp_path / "run", epochs=1, next_item_loss_weight=0.5)
+    assert record["epochs_trained"] == 1 and record["config"]["next_item_loss_weight"] == 0.5

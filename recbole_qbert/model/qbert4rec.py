@@ -23,6 +23,9 @@ epochs or time budget is spent (the trainer reports progress through
 sequence visibly holds
 (:class:`~recbole_qbert.model.semantic_items.SemanticItemsMixin`). ``transformer_norm: pre`` swaps BERT's
 post-norm layers for pre-norm ones (:mod:`recbole_qbert.model.prenorm`), as QSASRec can.
+``next_item_loss_weight`` adds, beside the masked loss, SASRec's objective on the same encoder: a second pass
+over the unmasked sequence under causal attention predicts every item from the ones before it, so every item
+is a target each epoch (the cloze task teaches only the items it hides). Inference stays bidirectional.
 """
 import torch
 from recbole.model.abstract_recommender import SequentialRecommender
@@ -82,6 +85,7 @@ class QBERT4Rec(GeneratorStateMixin, SemanticItemsMixin, SequentialRecommender):
         else:
             self.masking = build_strategy("last")
         self.generator = mask_generator(config, self.device)
+        self.next_item_loss_weight = config["next_item_loss_weight"]
         load_pretrained_from_config(self, config)
 
     def on_training_progress(self, progress: float) -> None:
@@ -113,6 +117,24 @@ class QBERT4Rec(GeneratorStateMixin, SemanticItemsMixin, SequentialRecommender):
         attention = (~real).to(self.position_embedding.weight.dtype).mul(-10000.0)[:, None, None, :]
         return self.transform(items, attention, mask)
 
+    def _forward_causal(self, items: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` without a mask token, each position seeing only itself and earlier items:
+        ``(B, T)`` -> ``(B, T, H)``."""
+        steps = torch.arange(items.shape[1], device=items.device)
+        later = steps.unsqueeze(0) > steps.unsqueeze(1)  # (T, T): key after query
+        hidden_from = (steps.unsqueeze(0) >= lengths.unsqueeze(1))[:, None, None, :] | later  # (B, 1, T, T)
+        return self.transform(items, hidden_from.to(self.position_embedding.weight.dtype).mul(-10000.0))
+
+    def next_item_loss(self, items: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of each item of ``items`` ``(B, T)`` (left-aligned, 0 after ``lengths`` ``(B,)``, every
+        length >= 2) predicted from the items before it under causal attention; with ``seen_item_bias`` a
+        prediction's seen items are those before it."""
+        hidden = encode_by_length(self._forward_causal, items, lengths, self.hidden_size)
+        has_next = torch.arange(items.shape[1], device=items.device).unsqueeze(0) < (lengths - 1).unsqueeze(1)
+        targets = torch.cat([items[:, 1:], torch.zeros_like(items[:, :1])], dim=1)
+        seen = self.seen_items(self.prefixes(items)[has_next]) if self.seen_bias_raw is not None else None
+        return nn.functional.cross_entropy(self.catalogue_scores(hidden[has_next], seen), targets[has_next])
+
     def encode(self, items: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """:meth:`forward` over length buckets: the same hidden states ``(B, T, H)`` at every real position,
         at a fraction of the cost for short sequences (padding positions hold values nothing reads)."""
@@ -141,7 +163,10 @@ class QBERT4Rec(GeneratorStateMixin, SemanticItemsMixin, SequentialRecommender):
     def calculate_loss(self, interaction):
         items, lengths = self._with_slot(interaction, interaction[self.POS_ITEM_ID])
         mask = self.masking(lengths, items.shape[1], self.generator)
-        return nn.functional.cross_entropy(self.masked_scores(items, lengths, mask), items[mask])
+        loss = nn.functional.cross_entropy(self.masked_scores(items, lengths, mask), items[mask])
+        if self.next_item_loss_weight:
+            loss = loss + self.next_item_loss_weight * self.next_item_loss(items, lengths)
+        return loss
 
     def full_sort_predict(self, interaction):
         length = interaction[self.ITEM_SEQ_LEN]

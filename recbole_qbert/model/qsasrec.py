@@ -91,17 +91,10 @@ class QSASRec(GeneratorStateMixin, SemanticItemsMixin, SASRec):
         real = torch.arange(items.shape[1], device=items.device).unsqueeze(0) < lengths.unsqueeze(1)
         mask = () if self.masking is None else (self.masking(lengths, items.shape[1], self.generator),)
         hidden = self.encode(items, lengths, *mask)[real]  # (N, H), N real positions
-        seen = self.seen_items(self._prefixes(items)[real]) if self.seen_bias_raw is not None else None
+        seen = self.seen_items(self.prefixes(items)[real]) if self.seen_bias_raw is not None else None
         if self.train_negatives:
             return self.sampled_softmax_loss(hidden, targets[real], self.train_negatives, self.generator, seen)
         return nn.functional.cross_entropy(self.catalogue_scores(hidden, seen), targets[real])
-
-    @staticmethod
-    def _prefixes(items: torch.Tensor) -> torch.Tensor:
-        """``(B, L)`` histories -> ``(B, L, L)``: row t holds the items up to position t, 0 after it (the
-        items a user has when the prediction at t is made; a masked input item is still one of them)."""
-        later = torch.ones(items.shape[1], items.shape[1], dtype=torch.bool, device=items.device).triu(1)
-        return items.unsqueeze(1).expand(-1, items.shape[1], -1).masked_fill(later, 0)
 
     def full_sort_predict(self, interaction):
         items = interaction[self.ITEM_SEQ]

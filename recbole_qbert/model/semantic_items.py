@@ -129,6 +129,13 @@ class SemanticItemsMixin:
         (~10): the parameter is scaled so that it gets there within an epoch or two."""
         return None if self.seen_bias_raw is None else SEEN_BIAS_SCALE * self.seen_bias_raw
 
+    @staticmethod
+    def prefixes(items: torch.Tensor) -> torch.Tensor:
+        """``(B, L)`` histories -> ``(B, L, L)``: row t holds the items up to position t, 0 after it (the
+        items a user has when a next-item prediction is made at t; a masked input item is still one of them)."""
+        later = torch.ones(items.shape[1], items.shape[1], dtype=torch.bool, device=items.device).triu(1)
+        return items.unsqueeze(1).expand(-1, items.shape[1], -1).masked_fill(later, 0)
+
     def seen_items(self, histories: torch.Tensor):
         """Histories ``(N, T)`` of item ids (0 = padding) -> ``(N, T)`` the distinct items of each row, a
         repeat replaced by 0 so that an item gets the offset once; None without ``seen_item_bias``. Item ids,
