@@ -118,12 +118,9 @@ class QBERT4Rec(GeneratorStateMixin, SemanticItemsMixin, SequentialRecommender):
         return self.transform(items, attention, mask)
 
     def _forward_causal(self, items: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """:meth:`forward` without a mask token, each position seeing only itself and earlier items:
-        ``(B, T)`` -> ``(B, T, H)``."""
-        steps = torch.arange(items.shape[1], device=items.device)
-        later = steps.unsqueeze(0) > steps.unsqueeze(1)  # (T, T): key after query
-        hidden_from = (steps.unsqueeze(0) >= lengths.unsqueeze(1))[:, None, None, :] | later  # (B, 1, T, T)
-        return self.transform(items, hidden_from.to(self.position_embedding.weight.dtype).mul(-10000.0))
+        """:meth:`forward` without a mask token, each position seeing only itself and earlier items
+        (RecBole's causal mask, as QSASRec's): ``(B, T)`` -> ``(B, T, H)``; ``lengths`` is implied by the padding."""
+        return self.transform(items, self.get_attention_mask(items))
 
     def next_item_loss(self, items: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of each item of ``items`` ``(B, T)`` (left-aligned, 0 after ``lengths`` ``(B,)``, every
