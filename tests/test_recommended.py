@@ -30,10 +30,8 @@ def test_recommended_file_trains_as_is(model, tiny_data, sid_file, content_file,
     tiny data's."""
     path, _ = content_file
     wanted = load_yaml(recommended(model))
-    record = run(model, "tiny", config_files=[recommended(model)],
-                 overrides=tiny_overrides(tiny_data, sid_file=str(sid_file), content_features=[str(path)],
-                                          epochs=2),
-                 run_dir=tmp_path / "run")
-    kept = {k: v for k, v in wanted.items() if k not in ("content_features", "epochs", "hidden_size", "inner_size", "n_layers")}
+    overrides = tiny_overrides(tiny_data, sid_file=str(sid_file), content_features=[str(path)], epochs=2)
+    record = run(model, "tiny", config_files=[recommended(model)], overrides=overrides, run_dir=tmp_path / "run")
+    kept = {k: v for k, v in wanted.items() if k not in overrides}
     assert {k: record["config"][k] for k in kept} == kept
     assert record["epochs_trained"] == 2 and record["test"]["ndcg@10"] > 0
