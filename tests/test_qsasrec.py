@@ -4,6 +4,7 @@ import torch
 
 from fixtures.tiny import build_tiny_model, tiny_overrides
 from recbole_qbert.errors import QBertError
+from recbole_qbert.model.future_targets import future_target_loss, future_targets
 from recbole_qbert.runner import run
 
 
@@ -243,3 +244,55 @@ def test_score_temperature_scores_by_cosine_over_the_temperature(tiny_data, sid_
         assert torch.allclose(scores[:, 1:], (expected + model.all_item_biases())[:, 1:], atol=1e-4)
         assert torch.allclose(model.catalogue_scores(7.0 * hidden)[:, 1:], scores[:, 1:], atol=1e-4)
     assert scores[:, 0].eq(float("-inf")).all()
+
+
+def test_future_targets_list_the_next_items_of_each_position():
+    items = torch.tensor([[3, 4, 5, 0], [6, 7, 0, 0]])
+    targets = future_targets(items, torch.tensor([3, 2]), torch.tensor([9, 8]), window=3)
+    assert targets.shape == (2, 4, 3)
+    assert targets[0].tolist() == [[4, 5, 9], [5, 9, 0], [9, 0, 0], [0, 0, 0]]
+    assert targets[1].tolist() == [[7, 8, 0], [8, 0, 0], [0, 0, 0], [0, 0, 0]]
+
+
+def test_future_target_loss_weights_each_pair_by_its_distance():
+    scores = torch.randn(3, 6, requires_grad=True)
+    targets = torch.tensor([[1, 2], [3, 0], [4, 5]])
+    nll = -torch.log_softmax(scores, dim=-1)
+    expected = (nll[0, 1] + nll[1, 3] + nll[2, 4] + 0.5 * (nll[0, 2] + nll[2, 5])) / 4.0
+    loss = future_target_loss(scores, targets, decay=0.5)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    loss.backward()
+    assert torch.isfinite(scores.grad).all()
+    plain = torch.nn.functional.cross_entropy(scores, targets[:, 0])
+    assert future_target_loss(scores, targets[:, :1], decay=0.5).item() == pytest.approx(plain.item())
+
+
+def test_future_targets_loss_is_the_weighted_loss_over_every_prefix(tiny_data, sid_file, tmp_path, in_tmp):
+    """With ``future_targets: 2`` the prefix ending at k learns item k + 1 (weight 1) and item k + 2
+    (weight ``future_target_decay``), each scored as ``full_sort_predict`` scores that prefix."""
+    from recbole.data.interaction import Interaction
+
+    model, train = build(tiny_data, sid_file, future_targets=2, future_target_decay=0.25, seen_item_bias=True)
+    model.seen_bias_raw.data.fill_(-0.02)
+    batch = next(iter(train))
+    seq, lengths, target = batch["item_id_list"], batch["item_length"], batch["item_id"]
+    with torch.no_grad():
+        loss = model.calculate_loss(batch)
+        total, weight = 0.0, 0.0
+        for b in range(len(seq)):
+            whole = torch.cat([seq[b, :lengths[b]], target[b:b + 1]])
+            for k in range(1, len(whole)):
+                prefix = torch.zeros_like(seq[:1])
+                prefix[0, :k] = whole[:k]
+                scores = model.full_sort_predict(Interaction({"item_id_list": prefix,
+                                                              "item_length": torch.tensor([k])}))
+                for ahead, w in ((0, 1.0), (1, 0.25)):
+                    if k + ahead < len(whole):
+                        total += w * torch.nn.functional.cross_entropy(scores, whole[k + ahead:k + ahead + 1]).item()
+                        weight += w
+    assert loss.item() == pytest.approx(total / weight, rel=1e-5)
+
+
+def test_future_targets_need_the_full_softmax(tiny_data, sid_file, tmp_path, in_tmp):
+    with pytest.raises(QBertError, match="future_targets"):
+        build(tiny_data, sid_file, future_targets=2, train_negatives=8)

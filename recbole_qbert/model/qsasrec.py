@@ -22,6 +22,8 @@ in training (every position still predicts its next item), so the model learns t
 incomplete histories. ``transformer_norm: pre`` swaps RecBole's post-norm layers for the original
 SASRec's pre-norm ones (:mod:`recbole_qbert.model.prenorm`). ``seen_item_bias`` learns one score offset
 for the items each prefix already holds (:class:`~recbole_qbert.model.semantic_items.SemanticItemsMixin`).
+``future_targets`` makes each position learn the next few items, not only the next one
+(:mod:`recbole_qbert.model.future_targets`).
 """
 import torch
 from recbole.model.sequential_recommender.sasrec import SASRec
@@ -29,6 +31,7 @@ from recbole.utils import InputType
 from torch import nn
 
 from recbole_qbert.errors import QBertError
+from recbole_qbert.model.future_targets import future_target_loss, future_targets
 from recbole_qbert.model.masking import GeneratorStateMixin, MaskMixture, mask_generator
 from recbole_qbert.model.length_buckets import encode_by_length
 from recbole_qbert.model.prenorm import PreNormTransformer
@@ -63,6 +66,9 @@ class QSASRec(GeneratorStateMixin, SemanticItemsMixin, SASRec):
         if self.mask_embedding is not None:
             nn.init.normal_(self.mask_embedding, std=self.initializer_range)
         self.train_negatives = config["train_negatives"]
+        self.future_targets, self.future_target_decay = config["future_targets"], config["future_target_decay"]
+        if self.future_targets > 1 and self.train_negatives:
+            raise QBertError("QSASRec: future_targets > 1 needs the full softmax (train_negatives: 0)")
         # draws masks and sampled negatives
         self.generator = mask_generator(config, self.device)
         load_pretrained_from_config(self, config)
@@ -84,17 +90,15 @@ class QSASRec(GeneratorStateMixin, SemanticItemsMixin, SASRec):
     def calculate_loss(self, interaction):
         items = interaction[self.ITEM_SEQ]  # (B, L)
         lengths = interaction[self.ITEM_SEQ_LEN]  # (B,)
-        rows = torch.arange(len(items), device=items.device)
-        # next item at every position: the history shifted by one, then the target after the last item
-        targets = torch.cat([items[:, 1:], torch.zeros_like(items[:, :1])], dim=1)
-        targets[rows, lengths - 1] = interaction[self.POS_ITEM_ID]
+        # the next future_targets items at every position: (B, L, K)
+        targets = future_targets(items, lengths, interaction[self.POS_ITEM_ID], self.future_targets)
         real = torch.arange(items.shape[1], device=items.device).unsqueeze(0) < lengths.unsqueeze(1)
         mask = () if self.masking is None else (self.masking(lengths, items.shape[1], self.generator),)
         hidden = self.encode(items, lengths, *mask)[real]  # (N, H), N real positions
         seen = self.seen_items(self.prefixes(items)[real]) if self.seen_bias_raw is not None else None
         if self.train_negatives:
-            return self.sampled_softmax_loss(hidden, targets[real], self.train_negatives, self.generator, seen)
-        return nn.functional.cross_entropy(self.catalogue_scores(hidden, seen), targets[real])
+            return self.sampled_softmax_loss(hidden, targets[real][:, 0], self.train_negatives, self.generator, seen)
+        return future_target_loss(self.catalogue_scores(hidden, seen), targets[real], self.future_target_decay)
 
     def full_sort_predict(self, interaction):
         items = interaction[self.ITEM_SEQ]
