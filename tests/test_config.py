@@ -129,6 +129,8 @@ def test_keys_added_later_leave_the_hash_alone_while_switched_off():
     assert config_hash(qsasrec(score_temperature=None)) == base
     assert config_hash(qsasrec(score_temperature=0.1)) != base
     assert config_hash(qsasrec(future_targets=1, future_target_decay=0.9)) == base
+    assert config_hash(qsasrec(attention_recency_bias=False)) == base
+    assert config_hash(qsasrec(attention_recency_bias=True)) != base
     assert config_hash(qsasrec(future_targets=3)) != config_hash(qsasrec(future_targets=3, future_target_decay=0.9))
     start = {"pretrained_checkpoint": "source.pth"}
     assert config_hash(qsasrec(**start)) != config_hash(qsasrec(pretrained_parts=["trm_encoder"], **start))

@@ -27,7 +27,8 @@ def test_trains_on_whole_histories_and_learns_the_walk(tiny_data, sid_file, tmp_
 
 
 @pytest.mark.parametrize("options", [{"transformer_norm": "post"}, {"transformer_norm": "pre"},
-                                     {"seen_item_bias": True}], ids=["post", "pre", "seen-bias"])
+                                     {"seen_item_bias": True}, {"attention_recency_bias": True}],
+                         ids=["post", "pre", "seen-bias", "recency-bias"])
 def test_loss_is_the_mean_next_item_loss_over_every_prefix(tiny_data, sid_file, tmp_path, in_tmp, options):
     """One pass over a whole history gives each position the prediction that ``full_sort_predict``
     makes from the prefix ending there: the training objective is RecBole's per-prefix one (with the
@@ -37,6 +38,8 @@ def test_loss_is_the_mean_next_item_loss_over_every_prefix(tiny_data, sid_file, 
     model, train = build(tiny_data, sid_file, **options)
     if model.seen_bias_raw is not None:
         model.seen_bias_raw.data.fill_(-0.02)  # starts at 0, which would leave the check blind to it
+    if model.recency_bias is not None:
+        model.recency_bias.data.normal_(std=1.0)  # likewise: a distance bias leaves each prefix's states alone
     batch = next(iter(train))
     seq, lengths, target = batch["item_id_list"], batch["item_length"], batch["item_id"]
     with torch.no_grad():
@@ -53,9 +56,12 @@ def test_loss_is_the_mean_next_item_loss_over_every_prefix(tiny_data, sid_file, 
     assert loss == pytest.approx(torch.stack(losses).mean().item(), rel=1e-5)
 
 
-@pytest.mark.parametrize("norm", ["post", "pre"])
+@pytest.mark.parametrize("norm", ["post", "pre", "pre-recency"])
 def test_a_position_never_sees_later_items(tiny_data, sid_file, tmp_path, in_tmp, norm):
-    model, _ = build(tiny_data, sid_file, transformer_norm=norm)
+    model, _ = build(tiny_data, sid_file, transformer_norm=norm[:4].rstrip("-"),
+                     attention_recency_bias=norm.endswith("recency"))
+    if model.recency_bias is not None:
+        model.recency_bias.data.normal_(std=1.0)
     items = torch.tensor([[3, 4, 5, 6, 7]])
     lengths = torch.tensor([5])
     changed = items.clone()
@@ -296,3 +302,18 @@ def test_future_targets_loss_is_the_weighted_loss_over_every_prefix(tiny_data, s
 def test_future_targets_need_the_full_softmax(tiny_data, sid_file, tmp_path, in_tmp):
     with pytest.raises(QBertError, match="future_targets"):
         build(tiny_data, sid_file, future_targets=2, train_negatives=8)
+
+
+def test_recency_bias_reweighs_attention_by_distance(tiny_data, sid_file, tmp_path, in_tmp):
+    """The bias starts at zero (the plain model) and, once learned, changes the states of positions that
+    attend to more than one item, but not the first (it sees only itself)."""
+    model, _ = build(tiny_data, sid_file, attention_recency_bias=True, hidden_dropout_prob=0.0, attn_dropout_prob=0.0)
+    model.eval()
+    items, lengths = torch.tensor([[3, 4, 5, 6, 7]]), torch.tensor([5])
+    with torch.no_grad():
+        before = model.encode(items, lengths)
+        model.recency_bias.data[:, 1:] = -5.0  # every head now looks mostly at the current item
+        after = model.encode(items, lengths)
+    assert model.recency_bias.shape == (model.n_heads, model.max_seq_length)
+    assert torch.allclose(before[0, 0], after[0, 0], atol=1e-6)
+    assert not torch.allclose(before[0, 1:], after[0, 1:], atol=1e-4)

@@ -22,6 +22,9 @@ in training (every position still predicts its next item), so the model learns t
 incomplete histories. ``transformer_norm: pre`` swaps RecBole's post-norm layers for the original
 SASRec's pre-norm ones (:mod:`recbole_qbert.model.prenorm`). ``seen_item_bias`` learns one score offset
 for the items each prefix already holds (:class:`~recbole_qbert.model.semantic_items.SemanticItemsMixin`).
+``attention_recency_bias`` adds to each head's attention scores a learned bias per distance between query
+and key, so a head can weigh recent items by how recent they are, not by absolute position from the start
+of the history (RecBole's histories are left-aligned: the last item's position varies with the length).
 ``future_targets`` makes each position learn the next few items, not only the next one
 (:mod:`recbole_qbert.model.future_targets`).
 """
@@ -65,6 +68,9 @@ class QSASRec(GeneratorStateMixin, SemanticItemsMixin, SASRec):
         self.reset_item_biases()
         if self.mask_embedding is not None:
             nn.init.normal_(self.mask_embedding, std=self.initializer_range)
+        # (heads, L): bias of a key d items before its query, zero at the start (the plain model)
+        self.recency_bias = (nn.Parameter(torch.zeros(self.n_heads, self.max_seq_length))
+                             if config["attention_recency_bias"] else None)
         self.train_negatives = config["train_negatives"]
         self.future_targets, self.future_target_decay = config["future_targets"], config["future_target_decay"]
         if self.future_targets > 1 and self.train_negatives:
@@ -76,7 +82,12 @@ class QSASRec(GeneratorStateMixin, SemanticItemsMixin, SASRec):
     def _encode_bucket(self, items: torch.Tensor, lengths: torch.Tensor, *mask: torch.Tensor) -> torch.Tensor:
         """Causal encoding of ``items`` ``(B, T)`` (left-aligned, 0 after ``lengths``), with the positions
         of an optional ``mask`` ``(B, T)`` replaced by the mask token -> ``(B, T, H)``."""
-        return self.transform(items, self.get_attention_mask(items), *mask)
+        attention = self.get_attention_mask(items)  # (B, 1, T, T)
+        if self.recency_bias is not None:
+            positions = torch.arange(items.shape[1], device=items.device)
+            distance = (positions.unsqueeze(1) - positions.unsqueeze(0)).clamp(min=0)  # (T, T); later keys are masked
+            attention = attention + self.recency_bias[:, distance].unsqueeze(0)  # (B, heads, T, T)
+        return self.transform(items, attention, *mask)
 
     def encode(self, items: torch.Tensor, lengths: torch.Tensor, *mask: torch.Tensor) -> torch.Tensor:
         """Hidden states ``(B, T, H)`` of every position, each seeing only itself and earlier items."""
