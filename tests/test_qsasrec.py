@@ -27,12 +27,14 @@ def test_trains_on_whole_histories_and_learns_the_walk(tiny_data, sid_file, tmp_
 
 
 @pytest.mark.parametrize("options", [{"transformer_norm": "post"}, {"transformer_norm": "pre"},
-                                     {"seen_item_bias": True}, {"attention_recency_bias": True}],
-                         ids=["post", "pre", "seen-bias", "recency-bias"])
+                                     {"seen_item_bias": True}, {"attention_recency_bias": True},
+                                     {"future_targets": 2, "future_target_decay": 0.25, "seen_item_bias": True}],
+                         ids=["post", "pre", "seen-bias", "recency-bias", "future-targets"])
 def test_loss_is_the_mean_next_item_loss_over_every_prefix(tiny_data, sid_file, tmp_path, in_tmp, options):
     """One pass over a whole history gives each position the prediction that ``full_sort_predict``
     makes from the prefix ending there: the training objective is RecBole's per-prefix one (with the
-    seen-item bias, each position's seen items are its prefix's)."""
+    seen-item bias, each position's seen items are its prefix's; with ``future_targets: 2`` the prefix also
+    learns the item after the next, weighted ``future_target_decay``)."""
     from recbole.data.interaction import Interaction
 
     model, train = build(tiny_data, sid_file, **options)
@@ -42,9 +44,10 @@ def test_loss_is_the_mean_next_item_loss_over_every_prefix(tiny_data, sid_file, 
         model.recency_bias.data.normal_(std=1.0)  # likewise: a distance bias leaves each prefix's states alone
     batch = next(iter(train))
     seq, lengths, target = batch["item_id_list"], batch["item_length"], batch["item_id"]
+    weights = [model.future_target_decay ** ahead for ahead in range(model.future_targets)]
     with torch.no_grad():
         loss = model.calculate_loss(batch)
-        losses = []
+        total, weight = 0.0, 0.0
         for b in range(len(seq)):
             whole = torch.cat([seq[b, :lengths[b]], target[b:b + 1]])
             for k in range(1, len(whole)):
@@ -52,8 +55,11 @@ def test_loss_is_the_mean_next_item_loss_over_every_prefix(tiny_data, sid_file, 
                 prefix[0, :k] = whole[:k]
                 scores = model.full_sort_predict(Interaction({"item_id_list": prefix,
                                                               "item_length": torch.tensor([k])}))
-                losses.append(torch.nn.functional.cross_entropy(scores, whole[k:k + 1]))
-    assert loss == pytest.approx(torch.stack(losses).mean().item(), rel=1e-5)
+                for ahead, w in enumerate(weights):
+                    if k + ahead < len(whole):
+                        nll = torch.nn.functional.cross_entropy(scores, whole[k + ahead:k + ahead + 1])
+                        total, weight = total + w * nll.item(), weight + w
+    assert loss.item() == pytest.approx(total / weight, rel=1e-5)
 
 
 @pytest.mark.parametrize("norm", ["post", "pre", "pre-recency"])
@@ -271,32 +277,6 @@ def test_future_target_loss_weights_each_pair_by_its_distance():
     assert torch.isfinite(scores.grad).all()
     plain = torch.nn.functional.cross_entropy(scores, targets[:, 0])
     assert future_target_loss(scores, targets[:, :1], decay=0.5).item() == pytest.approx(plain.item())
-
-
-def test_future_targets_loss_is_the_weighted_loss_over_every_prefix(tiny_data, sid_file, tmp_path, in_tmp):
-    """With ``future_targets: 2`` the prefix ending at k learns item k + 1 (weight 1) and item k + 2
-    (weight ``future_target_decay``), each scored as ``full_sort_predict`` scores that prefix."""
-    from recbole.data.interaction import Interaction
-
-    model, train = build(tiny_data, sid_file, future_targets=2, future_target_decay=0.25, seen_item_bias=True)
-    model.seen_bias_raw.data.fill_(-0.02)
-    batch = next(iter(train))
-    seq, lengths, target = batch["item_id_list"], batch["item_length"], batch["item_id"]
-    with torch.no_grad():
-        loss = model.calculate_loss(batch)
-        total, weight = 0.0, 0.0
-        for b in range(len(seq)):
-            whole = torch.cat([seq[b, :lengths[b]], target[b:b + 1]])
-            for k in range(1, len(whole)):
-                prefix = torch.zeros_like(seq[:1])
-                prefix[0, :k] = whole[:k]
-                scores = model.full_sort_predict(Interaction({"item_id_list": prefix,
-                                                              "item_length": torch.tensor([k])}))
-                for ahead, w in ((0, 1.0), (1, 0.25)):
-                    if k + ahead < len(whole):
-                        total += w * torch.nn.functional.cross_entropy(scores, whole[k + ahead:k + ahead + 1]).item()
-                        weight += w
-    assert loss.item() == pytest.approx(total / weight, rel=1e-5)
 
 
 def test_future_targets_need_the_full_softmax(tiny_data, sid_file, tmp_path, in_tmp):
