@@ -340,8 +340,8 @@ _INERT_WHEN = {
     "score_temperature": lambda plain: plain["score_temperature"] is None,
     "next_item_loss_weight": lambda plain: plain["next_item_loss_weight"] == 0,
     "future_targets": lambda plain: plain["future_targets"] == 1,
-    "attention_recency_bias": lambda plain: not plain["attention_recency_bias"],
     "future_target_decay": lambda plain: plain["future_targets"] == 1,
+    "attention_recency_bias": lambda plain: not plain["attention_recency_bias"],
     # QBERT4Rec's records predate its pre-norm option; QSASRec's post-norm ones were hashed with the key
     "transformer_norm": lambda plain: plain["model"] == "QBERT4Rec" and plain["transformer_norm"] == "post",
 }

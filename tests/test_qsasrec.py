@@ -62,10 +62,10 @@ def test_loss_is_the_mean_next_item_loss_over_every_prefix(tiny_data, sid_file, 
     assert loss.item() == pytest.approx(total / weight, rel=1e-5)
 
 
-@pytest.mark.parametrize("norm", ["post", "pre", "pre-recency"])
-def test_a_position_never_sees_later_items(tiny_data, sid_file, tmp_path, in_tmp, norm):
-    model, _ = build(tiny_data, sid_file, transformer_norm=norm[:4].rstrip("-"),
-                     attention_recency_bias=norm.endswith("recency"))
+@pytest.mark.parametrize("norm, recency", [("post", False), ("pre", False), ("pre", True)],
+                         ids=["post", "pre", "pre-recency"])
+def test_a_position_never_sees_later_items(tiny_data, sid_file, tmp_path, in_tmp, norm, recency):
+    model, _ = build(tiny_data, sid_file, transformer_norm=norm, attention_recency_bias=recency)
     if model.recency_bias is not None:
         model.recency_bias.data.normal_(std=1.0)
     items = torch.tensor([[3, 4, 5, 6, 7]])
