@@ -1,5 +1,6 @@
 """The command-line tools answer bad input with one line and exit status 2, never a traceback."""
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,12 +22,13 @@ REPO = Path(__file__).resolve().parent.parent
     (["--model=SASRec", "stray"], "cannot read 'stray', expected --key=value"),
     (["--model=FM", "--dataset=ml-100k"], "FM is a context-aware model"),
     # RecBole's decision-tree models: refused, or first missing their package (lightgbm is not a dependency)
-    (["--model=xgboost", "--dataset=ml-100k"], "xgboost"),
+    (["--model=xgboost", "--dataset=ml-100k"],
+     r"model 'xgboost' needs the Python package '\w+', which is not installed|(?i:xgboost) is a decision-tree model"),
 ])
 def test_run_errors_are_one_line(argv, message, capsys, in_tmp):
     assert run_main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert err.startswith("error: ") and re.search(message, err) and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("args, message", [
@@ -47,13 +49,18 @@ def test_runs_refused_before_training_are_one_line_and_leave_no_folder(args, mes
 
 
 def test_leaderboard_errors_are_one_line(capsys, tmp_path):
-    assert leaderboard_main([str(tmp_path / "none.yaml")]) == 2
-    assert "none.yaml: config file not found" in capsys.readouterr().err
+    def one_line_error(argv):
+        assert leaderboard_main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1, err
+        return err
+
+    assert "none.yaml: config file not found" in one_line_error([str(tmp_path / "none.yaml")])
     spec = tmp_path / "s.yaml"
     spec.write_text("dataset: x\nmodels: [SASRec]\nseeds: [1]\n")
     for seeds in ("a,b", "1,-1"):
-        assert leaderboard_main([str(spec), f"--seeds={seeds}"]) == 2
-        assert f"--seeds: expected comma-separated integers >= 0, got '{seeds}'" in capsys.readouterr().err
+        assert f"--seeds: expected comma-separated integers >= 0, got '{seeds}'" in one_line_error(
+            [str(spec), f"--seeds={seeds}"])
 
 
 def test_run_recbole_script_end_to_end(tiny_data, tmp_path, in_tmp):

@@ -97,16 +97,24 @@ def test_gates_decide_depth():
     assert open_.used_depth.tolist() == [3] * 5 and (open_.expected_depth > 2.9).all()
 
 
-def test_deterministic_under_seed_and_bad_arguments():
+def test_deterministic_under_seed():
     items, feats, mask = batch()
     a, b = model(dropout=0.1).train(), model(dropout=0.1).train()
     torch.manual_seed(5)
     out_a = a(items, feats, mask).fused
     torch.manual_seed(5)
     torch.testing.assert_close(b(items, feats, mask).fused, out_a)
-    for kwargs, message in [({"shared_dim": 15}, "divisible"), ({"fixed_depth": 4}, "fixed_depth"),
-                            ({"view_dims": []}, "at least one view"), ({"align_temperature": 0.0}, "positive")]:
-        with pytest.raises(ValueError, match=message):
-            model(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"shared_dim": 15}, "divisible"), ({"fixed_depth": 4}, "fixed_depth"),
+    ({"view_dims": []}, "at least one view"), ({"align_temperature": 0.0}, "positive")])
+def test_bad_arguments_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        model(**kwargs)
+
+
+def test_a_batch_with_the_wrong_number_of_views_is_refused():
+    items, feats, mask = batch()
     with pytest.raises(ValueError, match="expected 3 views"):
         model()(items, feats[:2], mask)

@@ -2,6 +2,7 @@
 and the fixed-depth switch hold end to end, configs and feature folders are checked, the CLI writes
 nothing on bad input."""
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -89,10 +90,21 @@ def test_items_without_any_view_fixed_depth_and_full_refit():
 
 
 def test_info_nce_ignores_identical_contents_as_negatives():
-    a = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [1.0, 0.01], [0.0, 1.0]]), dim=1)
-    plain = info_nce(a, a, 0.1)
-    grouped = info_nce(a, a, 0.1, groups=torch.tensor([0, 0, 1]))
-    assert grouped < plain
+    a = torch.nn.functional.normalize(torch.randn(5, 3, generator=torch.Generator().manual_seed(0)), dim=1)
+    b = torch.nn.functional.normalize(torch.randn(5, 3, generator=torch.Generator().manual_seed(1)), dim=1)
+    groups = [0, 0, 1, 2, 1]
+    sim = (a @ b.t() / 0.1).tolist()
+
+    def term(i, score):
+        """-log softmax of the pair (i, i) among i's own pair and the rows of other groups."""
+        kept = [j for j in range(5) if j == i or groups[j] != groups[i]]
+        return math.log(sum(math.exp(score(i, j)) for j in kept)) - score(i, i)
+
+    by_row = sum(term(i, lambda i, j: sim[i][j]) for i in range(5)) / 5
+    by_column = sum(term(i, lambda i, j: sim[j][i]) for i in range(5)) / 5
+    grouped = info_nce(a, b, 0.1, groups=torch.tensor(groups))
+    assert grouped.item() == pytest.approx(0.5 * (by_row + by_column), rel=1e-5)
+    assert info_nce(a, b, 0.1, groups=torch.arange(5)).item() == pytest.approx(info_nce(a, b, 0.1).item())
 
 
 def test_hide_views_keeps_one_view_and_neighbour_sampling():

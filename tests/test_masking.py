@@ -58,19 +58,45 @@ def test_last_masks_only_the_last_position():
     assert mask[torch.arange(len(lengths)), lengths - 1].all()
 
 
-def test_shapes_of_each_strategy():
-    lengths = torch.full((2000,), 10)
-    g = torch.Generator().manual_seed(0)
-    span = build_strategy("span")(lengths, MAX_LEN, g)
-    # a span is contiguous: exactly one rising edge per row
-    edges = (span[:, 1:] & ~span[:, :-1]).sum(1) + span[:, 0].long()
-    assert (edges == 1).all()
-    tail = build_strategy("tail", {"max_k": 3})(lengths, MAX_LEN, g)
-    assert set(tail.sum(1).tolist()) == {1, 2, 3} and tail[:, 9].all()
-    multi = build_strategy("multi_region")(lengths, MAX_LEN, g)
-    runs = (multi[:, 1:] & ~multi[:, :-1]).sum(1) + multi[:, 0].long()
-    assert runs.max() >= 2, "several disjoint regions"
-    rnd = build_strategy("random", {"ratio": 0.2})(torch.full((4000,), MAX_LEN), MAX_LEN, g)
+def runs_per_row(mask):
+    """Number of maximal runs of masked positions in each row."""
+    return (mask[:, 1:] & ~mask[:, :-1]).sum(1) + mask[:, 0].long()
+
+
+def test_span_is_one_run_within_its_cap_with_the_truncated_geometric_mean():
+    n = 2000
+    span = build_strategy("span", {"mean_length": 3.0, "max_ratio": 0.5})(
+        torch.full((n,), 10), MAX_LEN, torch.Generator().manual_seed(0))
+    assert (runs_per_row(span) == 1).all()
+    size = span.sum(1).float()
+    assert size.max() <= 5, "at most max_ratio of the 10 items"
+    # E[min(G, 5)] for G geometric with p = 1/3: sum over k < 5 of P(G > k) = sum (2/3)^k
+    expected = sum((2 / 3) ** k for k in range(5))
+    assert abs(size.mean().item() - expected) < 4 * size.std().item() / n ** 0.5
+
+
+def test_tail_masks_the_last_k_items():
+    tail = build_strategy("tail", {"max_k": 3})(torch.full((2000,), 10), MAX_LEN, torch.Generator().manual_seed(0))
+    k = tail.sum(1)
+    assert set(k.tolist()) == {1, 2, 3}
+    assert torch.equal(tail, (torch.arange(MAX_LEN) >= 10 - k.unsqueeze(1)) & (torch.arange(MAX_LEN) < 10))
+
+
+@pytest.mark.parametrize("regions, segments", [(2, [(0, 5), (5, 10)]), (3, [(0, 3), (3, 6), (6, 10)])])
+def test_multi_region_masks_part_of_every_segment(regions, segments):
+    """Ten items cut into ``regions`` equal segments: each holds a span and keeps an item visible."""
+    multi = build_strategy("multi_region", {"min_regions": regions, "max_regions": regions})(
+        torch.full((2000,), 10), MAX_LEN, torch.Generator().manual_seed(0))
+    for lo, hi in segments:
+        masked = multi[:, lo:hi].sum(1)
+        assert (masked >= 1).all() and (masked < hi - lo).all(), (lo, hi)
+    assert (runs_per_row(multi) <= regions).all()
+    assert (runs_per_row(multi) >= 2).float().mean() > 0.8, "spans of neighbouring segments rarely touch"
+
+
+def test_random_masks_each_item_with_its_ratio():
+    rnd = build_strategy("random", {"ratio": 0.2})(torch.full((4000,), MAX_LEN), MAX_LEN,
+                                                   torch.Generator().manual_seed(0))
     assert abs(rnd.float().mean().item() - 0.2) < 0.02
 
 

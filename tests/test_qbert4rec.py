@@ -39,6 +39,13 @@ def test_codes_only_model_has_no_per_item_parameters(tiny_data, sid_file, tmp_pa
     per_item = [k for k, v in codes.items() if torch.is_tensor(v) and v.ndim and v.shape[0] == n_items]
     assert not per_item, "per-item tensors in codes-only"
     assert ids["output_bias"].shape == (n_items,)
+    # give item 2 the codes of item 1: with the trained weights both now score the same for any state
+    model, _ = build_tiny_model("QBERT4Rec", tiny_data, sid_file)
+    model.load_state_dict(codes)
+    model.item_codes[2] = model.item_codes[1]
+    with torch.no_grad():
+        scores = model.catalogue_scores(torch.randn(5, model.hidden_size))
+    assert torch.equal(scores[:, 1], scores[:, 2]) and not torch.equal(scores[:, 1], scores[:, 3])
 
 
 def test_pretrain_then_finetune_with_frozen_parts(tiny_data, sid_file, tmp_path, in_tmp):

@@ -73,10 +73,13 @@ def test_shipped_configs_and_leaderboards_pass_the_checks():
     from recbole_qbert.value_types import check_values
 
     declared = declared_values()
-    for path in [PROPERTIES / "overall.yaml", *PROPERTIES.glob("model/*.yaml"), *PROPERTIES.glob("dataset/*.yaml"),
-                 *PROPERTIES.glob("qbert4rec/*.yaml")]:
+    configs = [PROPERTIES / "overall.yaml", *PROPERTIES.glob("model/*.yaml"), *PROPERTIES.glob("dataset/*.yaml"),
+               *PROPERTIES.glob("qbert4rec/*.yaml")]
+    boards = sorted(PROPERTIES.glob("leaderboard/*.yaml"))
+    assert len(configs) >= 10 and len(boards) >= 10, "the shipped files were not found"
+    for path in configs:
         check_values(load_yaml(path), declared, str(path))
-    for path in PROPERTIES.glob("leaderboard/*.yaml"):
+    for path in boards:
         spec = load_spec(path)
         for model in spec.models:
             check_values(spec.run_config(model, 1), declared, f"{path} {model}")
