@@ -125,10 +125,28 @@ def test_checkpoint_of_an_older_format_is_refused_with_what_to_do(tmp_path):
         load_checkpoint(path)
 
 
-def test_resume_refuses_a_checkpoint_of_another_config(tiny_data, tmp_path, in_tmp):
+def best_as_last(data, run_dir):
+    (run_dir / "last.pth").write_bytes((run_dir / "best.pth").read_bytes())
+
+
+def another_models_last(data, run_dir):
+    tiny_run(data, run_dir.parent / "gru", model="GRU4Rec", epochs=1)
+    (run_dir / "last.pth").write_bytes((run_dir.parent / "gru" / "last.pth").read_bytes())
+
+
+@pytest.mark.parametrize("change, overrides, message", [
+    (None, {"hidden_size": 16, "inner_size": 16}, "last.pth: checkpoint was made for config_hash"),
+    (best_as_last, {}, r"last.pth: holds a model but not the training state to resume from \(no optimizer, rng"),
+    (another_models_last, {}, "last.pth: checkpoint was made for model 'GRU4Rec', this run has 'SASRec'"),
+], ids=["another-config", "best-as-last", "another-model"])
+def test_resume_refuses_a_checkpoint_it_cannot_continue(tiny_data, tmp_path, in_tmp, change, overrides, message):
     tiny_run(tiny_data, tmp_path / "run", epochs=1)
-    with pytest.raises(QBertError, match="checkpoint was made for config_hash"):
-        tiny_run(tiny_data, tmp_path / "run", epochs=2, resume=True, hidden_size=16, inner_size=16)
+    if change is not None:
+        change(tiny_data, tmp_path / "run")
+    last = (tmp_path / "run" / "last.pth").read_bytes()
+    with pytest.raises(QBertError, match=message):
+        tiny_run(tiny_data, tmp_path / "run", epochs=2, resume=True, **overrides)
+    assert (tmp_path / "run" / "last.pth").read_bytes() == last, "the refused resume leaves the checkpoint alone"
 
 
 def test_budget_cuts_the_epoch_that_spends_it_and_stops(tiny_data, tmp_path, in_tmp):

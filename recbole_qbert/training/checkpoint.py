@@ -22,6 +22,9 @@ from recbole_qbert.training.other_parameter import decode_other_parameter, encod
 
 # 2: last.pth holds every random state (torch, numpy, Python, the loader's shuffling) and models' extra state
 CHECKPOINT_FORMAT = 2
+# what last.pth holds beyond best.pth's model: the trainer state a resume reads
+RESUME_KEYS = ("optimizer", "rng", "cur_step", "best_valid_score", "best_valid_result", "best_epoch", "history",
+               "train_seconds", "stop_reason")
 
 
 def save_checkpoint(state: dict, path) -> None:
@@ -147,6 +150,10 @@ class CheckpointMixin:
         path = Path(resume_file or self.last_checkpoint_file)
         state = load_checkpoint(path, map_location=self.device)
         self._check_meta(state, path)
+        missing = [key for key in RESUME_KEYS if key not in state]
+        if missing:
+            raise QBertError(f"{path}: holds a model but not the training state to resume from (no "
+                             f"{', '.join(missing)}; a best.pth copied to last.pth?); rerun without resuming")
         self.model.load_state_dict(state["state_dict"])
         self.model.load_other_parameter(decode_other_parameter(state.get("other_parameter")))
         self.optimizer.load_state_dict(state["optimizer"])
