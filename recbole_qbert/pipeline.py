@@ -233,8 +233,10 @@ def run_pipeline(pipeline: Pipeline, *, force: Optional[List[str]] = None, leade
     spec = None
     if leaderboard and pipeline.leaderboard is not None:
         from recbole_qbert.leaderboard import load_spec
+        from recbole_qbert.leaderboard.plan import check_models
 
-        spec = load_spec(pipeline.leaderboard)  # a bad spec fails now, not after the steps ran
+        spec = load_spec(pipeline.leaderboard)  # a bad spec or model name fails now, not after the steps ran
+        check_models(spec)
     started = time.perf_counter()
     figures = []
     for i, step in enumerate(pipeline.steps, 1):

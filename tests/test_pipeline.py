@@ -111,13 +111,17 @@ def test_bad_specs_are_one_line_errors(tmp_path, capsys, spec, message):
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
 
 
-def test_a_bad_leaderboard_spec_fails_before_any_step_runs(synth_pipeline, tmp_path):
+@pytest.mark.parametrize("board_text, message", [
+    ("models: [SASRec]\nconfig: {learnin_rate: 0.1}\n", r"board.yaml: config: unknown config key 'learnin_rate'"),
+    ("models: [SASRecc]\n", r"board.yaml: model 'SASRecc': unknown model 'SASRecc'; did you mean SASRec"),
+])
+def test_a_bad_leaderboard_spec_fails_before_any_step_runs(synth_pipeline, tmp_path, board_text, message):
     load, features, sid = synth_pipeline
     board = tmp_path / "board.yaml"
-    board.write_text("dataset: synth\nmodels: [SASRec]\nseeds: [1]\nconfig: {learnin_rate: 0.1}\n")
+    board.write_text("dataset: synth\nseeds: [1]\n" + board_text)
     pipeline = load()
     pipeline.leaderboard = board
-    with pytest.raises(QBertError, match=r"board.yaml: config: unknown config key 'learnin_rate'"):
+    with pytest.raises(QBertError, match=message):
         run_pipeline(pipeline)
     assert not sid.exists() and not (pipeline.stamps / "quantize.json").exists()
 

@@ -23,6 +23,16 @@ def _row_config(spec: Spec, model: str, config_file: Path):
                         own_model=is_own_model(name))
 
 
+def check_models(spec: Spec) -> None:
+    """Resolve the model class of every row about to run. It needs neither the dataset nor any stage
+    output, so a pipeline checks it before its steps: an unknown model fails in seconds, not after them."""
+    for model in spec.run_models:
+        try:
+            resolve_model(spec.model_of(model))
+        except QBertError as e:
+            raise QBertError(f"{spec.source}: model '{model}': {e}") from None
+
+
 def check_rows(spec: Spec) -> None:
     """Build the config of every row about to run once, before anything is written: an unknown or
     unsupported model, a missing config file or dataset is then one line naming the spec and the row,
