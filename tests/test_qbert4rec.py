@@ -81,6 +81,15 @@ def test_pretrained_checkpoint_with_another_vocabulary_is_refused(tiny_data, tmp
               pretrained_checkpoint=str(tmp_path / "pre" / "best.pth"))
 
 
+def test_a_missing_or_foreign_pretrained_checkpoint_is_refused_before_training(tiny_data, sid_file, tmp_path, in_tmp):
+    with pytest.raises(QBertError, match=r"nope.pth: checkpoint not found$"):
+        qbert(tiny_data, sid_file, tmp_path / "ft", epochs=1, pretrained_checkpoint=str(tmp_path / "nope.pth"))
+    run("SASRec", "tiny", overrides=tiny_overrides(tiny_data, epochs=1), run_dir=tmp_path / "sas")
+    with pytest.raises(QBertError, match=r"sas/best.pth: checkpoint of model 'SASRec', not QBERT4Rec"):
+        qbert(tiny_data, sid_file, tmp_path / "ft", epochs=1, pretrained_checkpoint=str(tmp_path / "sas" / "best.pth"))
+    assert not (tmp_path / "ft").exists()
+
+
 def test_one_run_pretrains_then_finetunes_from_the_given_share(tiny_data, sid_file, tmp_path, in_tmp):
     record = qbert(tiny_data, sid_file, tmp_path / "run", epochs=4, finetune_from=0.5)
     assert [h["train_stage"] for h in record["history"]] == ["pretrain", "pretrain", "finetune", "finetune"]

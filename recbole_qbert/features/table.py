@@ -34,8 +34,13 @@ class FeatureTable:
 
     def __post_init__(self):
         self.tokens = np.asarray(self.tokens, dtype=str)
-        self.matrix = np.asarray(self.matrix, dtype=np.float32)
+        with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, refused below with its item
+            self.matrix = np.asarray(self.matrix, dtype=np.float32)
         self.present = np.asarray(self.present, dtype=bool)
+        if self.tokens.ndim != 1:
+            raise QBertError(f"{self.source}: item tokens have shape {self.tokens.shape}, expected (n,)")
+        if (self.tokens == "").any():
+            raise QBertError(f"{self.source}: {int((self.tokens == '').sum())} item tokens are empty")
         n = len(self.tokens)
         if self.matrix.ndim != 2 or self.matrix.shape[0] != n:
             raise QBertError(f"{self.source}: matrix has shape {self.matrix.shape}, expected ({n}, d) "
