@@ -3,8 +3,9 @@
 Config files are layered, later ones winning:
 
 1. ``properties/overall.yaml`` (the evaluation protocol, README.md "Evaluation protocol"), then
-   ``properties/model_type/<type>.yaml`` for the model's RecBole type (``sequential``) when it exists;
-2. ``<data_path>/<dataset>/<dataset>.yaml`` (written by ``dataset_prep.convert``), then
+   ``<data_path>/<dataset>/<dataset>.yaml`` (the field settings ``dataset_prep.convert`` wrote), when it
+   exists;
+2. ``properties/model_type/<type>.yaml`` for the model's RecBole type (``sequential``), then
    ``properties/dataset/<dataset>.yaml``, each when it exists;
 3. ``properties/model/<Model>.yaml`` for this package's own models (RecBole never loads an outside
    model's YAML by itself);

@@ -1,11 +1,11 @@
-"""Configs of the dataset_prep stage scripts (feature extraction, fusion): a YAML file of typed defaults,
+"""Configs of the dataset_prep stage scripts (feature extraction, fusion, quantization): a YAML file of typed defaults,
 then the user's files, then command-line overrides, later ones winning.
 
 The defaults file declares every key, each with its type (and range) in a trailing comment,
 RecBole-style (syntax: :mod:`recbole_qbert.value_types`)::
 
     shared_dim: 256              # (int, >=1) Width of the shared space.
-    fixed_depth: ~               # (int|None, >=1) Run exactly this many blocks; ~ lets the gates decide.
+    fixed_depth: ~               # (int|None, >=0) Run exactly this many blocks; ~ lets the gates decide.
 
 A key the defaults do not declare is an error naming the file it came from, and so is a value of the
 wrong type or out of range; nothing is silently ignored.

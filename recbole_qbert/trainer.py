@@ -16,12 +16,12 @@ from recbole.utils import ModelType, get_trainer
 from recbole_qbert.errors import QBertError
 from recbole_qbert.run_record import run_inputs
 from recbole_qbert.training.budget import CLOCKS, BudgetedBatches, BudgetExhausted, BudgetMixin
-from recbole_qbert.training.checkpoint import (CHECKPOINT_FORMAT, CheckpointMixin, load_checkpoint, rng_states,
-                                               save_checkpoint, set_rng_states)
+from recbole_qbert.training.checkpoint import (CHECKPOINT_FORMAT, CheckpointMixin, load_checkpoint, save_checkpoint,
+                                               set_rng_states)
 from recbole_qbert.training.plateau import PlateauMixin
 
 __all__ = ["CHECKPOINT_FORMAT", "CLOCKS", "BudgetExhausted", "BudgetedBatches", "SafeTrainerMixin", "load_checkpoint",
-           "make_trainer", "rng_states", "save_checkpoint", "set_rng_states"]
+           "make_trainer", "save_checkpoint", "set_rng_states"]
 
 
 class SafeTrainerMixin(CheckpointMixin, BudgetMixin, PlateauMixin):

@@ -19,8 +19,8 @@ FREEZABLE = ("code_embeddings", "position_embedding", "trm_encoder")
 
 def load_pretrained(model, path, *, parts: Iterable[str], freeze: Iterable[str] = ()) -> None:
     """Copy the weights of ``parts`` from ``path`` (relative paths: from the working directory, else
-    from the project root) into ``model`` (parts this model does not have are skipped) and freeze the
-    named parts."""
+    from the project root) into ``model`` and freeze the named parts. A part neither has is skipped; one
+    that only the checkpoint or only the model has is an error naming it."""
     from recbole_qbert.training.checkpoint import load_checkpoint
 
     parts, freeze = tuple(parts), list(freeze)

@@ -122,7 +122,3 @@ class RQVAE(nn.Module):
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Reconstruction (normalised input space) of ``codes`` ``(n, n_levels)``."""
         return self.decoder(self.quantizer.lookup(codes))
-
-    def denormalise(self, y: torch.Tensor) -> torch.Tensor:
-        """Map a reconstruction back to input space (up to the row norm for ``l2`` inputs)."""
-        return y * self.input_scale + self.input_mean

@@ -6,7 +6,7 @@ import torch
 
 
 class BudgetExhausted(Exception):
-    """Raised after an epoch once the run's wall-clock training budget is spent."""
+    """Raised after an evaluated epoch once the run's training budget (on ``train_budget_clock``) is spent."""
 
 
 # process_time counts this process's CPU seconds (all its threads): a budget on it is not shortened by
