@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     named.add_argument("--name", required=True, help="dataset name (output folder and file stem)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    shared = sub.add_parser("shared", parents=[common], help="convert the three shared Amazon datasets")
+    shared = sub.add_parser("shared", parents=[common], help="convert the four shared Amazon datasets")
     shared.add_argument("--data", type=Path, default=REPO_ROOT.parent / "shared" / "data",
                         help="shared data folder (default: ../shared/data from the repository root)")
 
