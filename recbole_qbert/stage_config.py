@@ -1,5 +1,5 @@
-"""Configs of the dataset_prep stage scripts (feature extraction, fusion, quantization): a YAML file of typed defaults,
-then the user's files, then command-line overrides, later ones winning.
+"""Configs of the dataset_prep stage scripts (feature extraction, fusion, quantization): a YAML file of
+typed defaults, then the user's files, then command-line overrides, later ones winning.
 
 The defaults file declares every key, each with its type (and range) in a trailing comment,
 RecBole-style (syntax: :mod:`recbole_qbert.value_types`)::

@@ -11,7 +11,8 @@ Reference:
 A bidirectional transformer over sequences of items, where each item enters as the sum of one
 embedding per semantic-ID level (its code tuple from stage 2) instead of a free ID vector; an optional
 ID embedding can be added on top. The whole catalogue is scored by dot product (or, with
-``score_temperature``, scaled cosine) with the same composed item embeddings, so an item that has codes but was never trained on can still be recommended.
+``score_temperature``, scaled cosine) with the same composed item embeddings, so an item that has codes
+but was never trained on can still be recommended.
 
 Training works on one sequence per user (``QBERT4RecDataset``): the user's training history (its last
 ``MAX_ITEM_LIST_LENGTH`` items) with the target appended, of which the masking strategy hides several
