@@ -39,8 +39,9 @@ class FeatureTable:
         self.present = np.asarray(self.present, dtype=bool)
         if self.tokens.ndim != 1:
             raise QBertError(f"{self.source}: item tokens have shape {self.tokens.shape}, expected (n,)")
-        if (self.tokens == "").any():
-            raise QBertError(f"{self.source}: {int((self.tokens == '').sum())} item tokens are empty")
+        empty = int((self.tokens == "").sum())
+        if empty:
+            raise QBertError(f"{self.source}: {empty} item tokens are empty")
         n = len(self.tokens)
         if self.matrix.ndim != 2 or self.matrix.shape[0] != n:
             raise QBertError(f"{self.source}: matrix has shape {self.matrix.shape}, expected ({n}, d) "

@@ -1,6 +1,7 @@
 """What a (model, seed) run needs now: nothing (its record matches the current config and input
 files), a resume from its ``last.pth``, or a fresh start; and, before any run, whether every row's
 config can be built at all."""
+import contextlib
 import sys
 import tempfile
 from pathlib import Path
@@ -23,14 +24,21 @@ def _row_config(spec: Spec, model: str, config_file: Path):
                         own_model=is_own_model(name))
 
 
+@contextlib.contextmanager
+def _naming_row(spec: Spec, model: str):
+    """A :class:`QBertError` raised inside names the spec and the row it came from."""
+    try:
+        yield
+    except QBertError as e:
+        raise QBertError(f"{spec.source}: model '{model}': {e}") from None
+
+
 def check_models(spec: Spec) -> None:
     """Resolve the model class of every row about to run. It needs neither the dataset nor any stage
     output, so a pipeline checks it before its steps: an unknown model fails in seconds, not after them."""
     for model in spec.run_models:
-        try:
+        with _naming_row(spec, model):
             resolve_model(spec.model_of(model))
-        except QBertError as e:
-            raise QBertError(f"{spec.source}: model '{model}': {e}") from None
 
 
 def check_rows(spec: Spec) -> None:
@@ -40,14 +48,12 @@ def check_rows(spec: Spec) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         config_file = Path(tmp) / "leaderboard.yaml"
         for model in spec.run_models:
-            try:
+            with _naming_row(spec, model):
                 config_file.write_text(yaml.safe_dump(spec.run_config(model, spec.run_seeds[0])), encoding="utf-8")
                 folder = Path(_row_config(spec, model, config_file)["data_path"])  # RecBole joins the dataset name
                 if not folder.is_dir():
                     raise QBertError(f"dataset '{spec.dataset}' not found: no folder {folder}; convert it first "
                                      "(python -m dataset_prep.convert --help) or set data_path")
-            except QBertError as e:
-                raise QBertError(f"{spec.source}: model '{model}': {e}") from None
 
 
 def run_identity(spec: Spec, model: str, seed: int, config_file: Path):
