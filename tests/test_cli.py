@@ -1,14 +1,14 @@
 """The command-line tools answer bad input with one line and exit status 2, never a traceback."""
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from recbole_qbert.cli import leaderboard_main, run_main
+from fixtures.errors import one_line_error
 from fixtures.tiny import tiny_overrides
+from recbole_qbert.cli import leaderboard_main, run_main
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -27,8 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 ])
 def test_run_errors_are_one_line(argv, message, capsys, in_tmp):
     assert run_main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and re.search(message, err) and err.count("\n") == 1
+    one_line_error(capsys, pattern=message)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -43,23 +42,20 @@ def test_run_errors_are_one_line(argv, message, capsys, in_tmp):
 def test_runs_refused_before_training_are_one_line_and_leave_no_folder(args, message, capsys, in_tmp):
     assert run_main(["--model=SASRec", "--dataset=ml-100k", "--checkpoint_dir=run", "--epochs=1", "--state=ERROR",
                      *args]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    one_line_error(capsys, message)
     assert not Path("run").exists()
 
 
 def test_leaderboard_errors_are_one_line(capsys, tmp_path):
-    def one_line_error(argv):
+    def refused(argv):
         assert leaderboard_main(argv) == 2
-        err = capsys.readouterr().err
-        assert err.startswith("error: ") and err.count("\n") == 1, err
-        return err
+        return one_line_error(capsys)
 
-    assert "none.yaml: config file not found" in one_line_error([str(tmp_path / "none.yaml")])
+    assert "none.yaml: config file not found" in refused([str(tmp_path / "none.yaml")])
     spec = tmp_path / "s.yaml"
     spec.write_text("dataset: x\nmodels: [SASRec]\nseeds: [1]\n")
     for seeds in ("a,b", "1,-1"):
-        assert f"--seeds: expected comma-separated integers >= 0, got '{seeds}'" in one_line_error(
+        assert f"--seeds: expected comma-separated integers >= 0, got '{seeds}'" in refused(
             [str(spec), f"--seeds={seeds}"])
 
 

@@ -11,6 +11,7 @@ import yaml
 
 import recbole_qbert  # noqa: F401  (numpy compatibility layer before RecBole is used)
 from dataset_prep.convert import main
+from fixtures.errors import one_line_error
 from fixtures.raw_data import (ITEM_FILE, S3REC_ITEMS, S3REC_NAMES, UNISREC_ITEMS, UNISREC_SEQUENCES,
                                UNISREC_USERS, review_lines, write_mcauley, write_p5, write_s3rec,
                                write_unisrec)
@@ -404,8 +405,7 @@ def test_cli_converts_and_reports(tmp_path, capsys):
 def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     src = write_s3rec(tmp_path, lines=["1 1 2", "2 2,3"], with_item_file=False)
     assert main(["s3rec", "--src", str(src), "--name", "tiny", "--out", str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and "Beauty.txt: line 2" in err and err.count("\n") == 1
+    one_line_error(capsys, "Beauty.txt: line 2")
     assert main(["shared", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "out")]) == 2
     assert "folder not found" in capsys.readouterr().err
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
+from fixtures.errors import one_line_error
 from fixtures.tiny import tiny_overrides, write_tiny_semantic_ids
 from recbole_qbert.cli import leaderboard_main, run_main
 from recbole_qbert.errors import QBertError
@@ -100,8 +101,7 @@ def test_killed_leaderboard_leaves_nothing_behind(board, tmp_path, capsys):
     assert runs
     # a second writer meanwhile is refused in one line naming the holder
     assert leaderboard_main([str(board), f"--out={out}"]) == 2
-    err = capsys.readouterr().err
-    assert f"another leaderboard writer holds .out.lock: pid {proc.pid}" in err and err.count("\n") == 1
+    one_line_error(capsys, f"another leaderboard writer holds .out.lock: pid {proc.pid}")
     assert run_main(["--model=SASRec", "--dataset=tiny", f"--checkpoint_dir={run_dir}"]) == 2
     assert f"another run writer holds .SASRec-seed1.lock: pid {proc.pid}" in capsys.readouterr().err
     proc.kill()
@@ -131,14 +131,12 @@ def test_killed_leaderboard_leaves_nothing_behind(board, tmp_path, capsys):
     twin["inputs"] = {**record["inputs"], "tiny.inter": "0" * 64}
     (out / "records" / "SASRec-seed2.json").write_text(json.dumps(twin))
     assert leaderboard_main([str(board), f"--out={out}", "--render-only"]) == 2
-    err = capsys.readouterr().err
-    assert "SASRec seeds 1 and 2 were made from different input files tiny.inter" in err and err.count("\n") == 1
+    one_line_error(capsys, "SASRec seeds 1 and 2 were made from different input files tiny.inter")
 
     # a damaged record is refused, not silently left out of the table
     (out / "records" / "SASRec-seed2.json").write_text('{"seed": 2, "te')
     assert leaderboard_main([str(board), f"--out={out}", "--render-only"]) == 2
-    err = capsys.readouterr().err
-    assert "SASRec-seed2.json: damaged run record" in err and err.count("\n") == 1
+    one_line_error(capsys, "SASRec-seed2.json: damaged run record")
 
     # a damaged last.pth stops the leaderboard with one line saying what to do
     (out / "records" / "SASRec-seed1.json").unlink()
@@ -222,10 +220,8 @@ def test_semantic_ids_of_changed_features_are_refused(tmp_path, tiny_data, in_tm
     args = [f"--{k}={v}" for k, v in tiny_overrides(tiny_data, epochs=1).items()]
     assert run_main(["--model=QBERT4Rec", "--dataset=tiny", f"--sid_file={sid}",
                      f"--checkpoint_dir={tmp_path / 'run'}", *args]) == 2
-    err = capsys.readouterr().err
-    assert f"{sid}: stale: {features} changed since these semantic IDs were made" in err
+    err = one_line_error(capsys, f"{sid}: stale: {features} changed since these semantic IDs were made")
     assert f"python -m dataset_prep.quantize train --dataset tiny --features {features}" in err
-    assert err.count("\n") == 1
 
 
 def test_quantizer_of_another_width_is_one_line(tmp_path):
@@ -260,8 +256,7 @@ def test_a_stage_script_refuses_a_second_writer(tmp_path, capsys):
     sid = tmp_path / "x.sid"
     with output_lock(sid, what="quantize"):
         assert main(["train", "--dataset", "x", "--set", f"sid_file={sid}"]) == 2
-    err = capsys.readouterr().err
-    assert f"x.sid: another quantize writer holds .x.sid.lock: pid {os.getpid()}" in err and err.count("\n") == 1
+    one_line_error(capsys, f"x.sid: another quantize writer holds .x.sid.lock: pid {os.getpid()}")
 
 
 PIPELINE = """

@@ -3,6 +3,7 @@ counted, and the importer of precomputed features with its checks."""
 import numpy as np
 import pytest
 
+from fixtures.errors import one_line_error
 from fixtures.stage1 import write_shop
 from recbole_qbert.errors import QBertError
 from recbole_qbert.features.image import (extract_image_features, image_field, import_raw_features, load_open_clip,
@@ -110,8 +111,7 @@ def test_cli_import_writes_nothing_on_bad_input(tmp_path, capsys):
     argv = ["import", "--dataset", "shop", "--data-path", str(tmp_path / "atomic"), "--out", str(tmp_path / "out"),
             "--features", str(feats), "--index", str(index), "--dim", "4", "--view", "image"]
     assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1 and "lacks 4 of the 6 items" in err
+    one_line_error(capsys, "lacks 4 of the 6 items")
     assert not (tmp_path / "out").exists()
     assert main(argv + ["--allow-missing"]) == 0
     assert [p.name for p in (tmp_path / "out" / "shop").iterdir()] == ["image.npz"]
@@ -132,8 +132,7 @@ def test_cli_import_refuses_bad_dim_modality_and_view(tmp_path, capsys, edit, me
     argv = ["import", "--dataset", "shop", "--data-path", str(tmp_path / "atomic"), "--out", str(tmp_path / "out"),
             *(x for pair in options.items() for x in pair)]
     assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    one_line_error(capsys, message)
     assert not (tmp_path / "out").exists() and not list(tmp_path.rglob("evil*"))
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from fixtures.errors import one_line_error
 from fixtures.stage1 import clustered_tables, random_tables, write_shop
 from recbole_qbert.errors import QBertError
 from recbole_qbert.features.catalog import ItemCatalog
@@ -165,8 +166,7 @@ def test_cli_end_to_end_and_bad_inputs(tmp_path, capsys):
     def fails(argv, message):
         before = sorted(p.name for p in (out / "shop").iterdir())
         assert fuse_main(argv) == 2
-        err = capsys.readouterr().err
-        assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+        one_line_error(capsys, message)
         assert sorted(p.name for p in (out / "shop").iterdir()) == before, "nothing half-written"
 
     fails(args + ["--set", "num_layer=2"], "command line: unknown config key 'num_layer'")
@@ -196,8 +196,7 @@ def test_cli_refuses_bad_outputs_and_devices_before_any_work(tmp_path, capsys):
     def fails(argv, message):
         before = sorted(p.name for p in tmp_path.iterdir())
         assert fuse_main(argv) == 2
-        err = capsys.readouterr().err
-        assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+        one_line_error(capsys, message)
         assert sorted(p.name for p in tmp_path.iterdir()) == before, "nothing half-written"
         assert not list((tmp_path / "a_folder").iterdir())
 

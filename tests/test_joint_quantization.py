@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from dataset_prep import quantize
+from fixtures.errors import one_line_error
 from fixtures.sid_data import small_settings, write_synth_dataset
 from fixtures.tiny import tiny_overrides
 from recbole_qbert.errors import QBertError
@@ -68,9 +69,7 @@ def test_joint_cli_refuses_a_folder_in_place_of_an_output_before_training(two_do
     assert quantize.main(["train", "--dataset", "dom_a", "--dataset", "dom_b", "--data-path", str(root),
                           "--features", str(root / "{dataset}.features.npz"), "--set",
                           f"sid_file={tmp_path / '{dataset}.sid'}", "--quiet", *SETTINGS]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1
-    assert "dom_b.rqvae.safetensors: is a folder, cannot write a file there" in err
+    one_line_error(capsys, "dom_b.rqvae.safetensors: is a folder, cannot write a file there")
     assert [p.name for p in tmp_path.iterdir()] == ["dom_b.rqvae.safetensors"], "nothing written for dom_a"
 
 

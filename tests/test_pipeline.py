@@ -5,6 +5,7 @@ import json
 import pytest
 import yaml
 
+from fixtures.errors import one_line_error
 from fixtures.sid_data import write_synth_dataset
 from fixtures.tiny import tiny_overrides
 from recbole_qbert.cli import pipeline_main
@@ -107,8 +108,7 @@ def test_bad_specs_are_one_line_errors(tmp_path, capsys, spec, message):
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(spec))
     assert pipeline_main([str(path)]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    one_line_error(capsys, message)
 
 
 @pytest.mark.parametrize("board_text, message", [

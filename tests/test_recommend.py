@@ -4,6 +4,7 @@ import shutil
 import pytest
 import torch
 
+from fixtures.errors import one_line_error
 from fixtures.tiny import TINY_CONFIG, write_tiny_dataset, write_tiny_semantic_ids
 from recbole_qbert.cli import recommend_main
 from recbole_qbert.errors import QBertError
@@ -139,8 +140,7 @@ def test_cli_prints_tokens_scores_titles(trained, capsys):
 def test_cli_errors_are_one_line(trained, tmp_path, capsys, argv, message):
     paths = {"empty": str(tmp_path), "run": str(trained)}
     assert recommend_main([a.format(**paths) for a in argv]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.endswith(f"{message.format(**paths)}\n") and err.count("\n") == 1
+    assert one_line_error(capsys).endswith(f"{message.format(**paths)}\n")
 
 
 def test_changed_dataset_is_refused(tmp_path, in_tmp):

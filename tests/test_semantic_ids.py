@@ -15,6 +15,7 @@ from recbole_qbert.quantize.explain import describe_prefix, level_summary, load_
 from recbole_qbert.quantize.stage import assign_new_items, run_train
 from recbole_qbert.semantic_ids import (SemanticIDs, check_features_unchanged, meta_path, read_semantic_ids,
                                         write_semantic_ids)
+from fixtures.errors import one_line_error
 from fixtures.scientific_clip import SCIENTIFIC, scientific_clip_table
 from fixtures.sid_data import small_settings, write_synth_dataset
 
@@ -158,8 +159,7 @@ def test_cli_bad_arguments_and_outputs_are_refused_before_any_work(synth, tmp_pa
     def fails(argv, message):
         before = sorted(p.name for p in tmp_path.iterdir())
         assert quantize.main(argv) == 2
-        err = capsys.readouterr().err
-        assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+        one_line_error(capsys, message)
         assert sorted(p.name for p in tmp_path.iterdir()) == before, "nothing half-written"
 
     fails(["shuffle", "--sid", str(path), "--out", str(tmp_path / "r.sid"), "--seed", "-1"],

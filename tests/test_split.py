@@ -2,7 +2,6 @@
 made-up table with ties and short users, and user by user on the real Scientific subset, where the
 stages' training part must be exactly what the models train on and hold no validation or test target."""
 import numpy as np
-import pytest
 
 from fixtures.scientific_clip import needs_scientific
 from recbole_qbert.data.atomic_files import read_dataset

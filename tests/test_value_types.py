@@ -2,6 +2,7 @@
 import pytest
 import yaml
 
+from fixtures.errors import one_line_error
 from recbole_qbert.cli import leaderboard_main, pipeline_main, run_main
 from recbole_qbert.errors import QBertError
 from recbole_qbert.value_types import check_value, declarations_in, parse_declaration
@@ -97,8 +98,7 @@ def test_shipped_configs_and_leaderboards_pass_the_checks():
 def test_run_config_values_are_one_line_errors(argv, message, capsys, in_tmp):
     argv = ["--dataset=ml-100k", f"--checkpoint_dir={in_tmp / 'run'}", *argv]
     assert run_main(argv if argv[2].startswith("--model") else ["--model=SASRec", *argv]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    one_line_error(capsys, message)
 
 
 def test_value_in_a_config_file_names_the_file(capsys, in_tmp):
@@ -117,8 +117,7 @@ def test_leaderboard_spec_values_are_one_line_errors(line, message, capsys, tmp_
     content = {"dataset": "tiny", "models": ["SASRec"], "seeds": [1], **yaml.safe_load(line)}
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(content))
     assert leaderboard_main([str(tmp_path / "s.yaml"), "--render-only"]) == 2
-    err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1
+    one_line_error(capsys, message)
 
 
 def test_pipeline_step_values_are_one_line_errors(capsys, tmp_path):
