@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fixtures.errors import one_line_error
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import history_in_ranking  # noqa: E402
@@ -107,7 +109,7 @@ def test_history_in_ranking_matches_the_run_record_and_the_filter_protocol(tiny_
     assert "filtered" in capsys.readouterr().out
     # a run folder without a checkpoint is named and skipped; the readable run is still written
     assert history_in_ranking.main([str(tmp_path / "nothing"), str(tmp_path / "run"), "--out", str(out)]) == 2
-    assert "nothing/best.pth: no such checkpoint" in capsys.readouterr().err
+    one_line_error(capsys, "nothing/best.pth: no such checkpoint")
     assert list(json.loads(out.read_text())) == [str(tmp_path / "run")]
 
 

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from dataset_prep import cold_start
+from fixtures.errors import one_line_error
 from fixtures.ranking import best_model, full_ranking_metrics
 from fixtures.sid_data import small_settings, write_synth_dataset
 from fixtures.tiny import tiny_overrides, write_tiny_dataset, write_tiny_semantic_ids
@@ -55,8 +56,9 @@ def test_split_keeps_the_converters_settings(tmp_path):
 
 def test_bad_split_requests_are_refused(cold_data, capsys):
     assert cold_start.main(["--dataset", "tiny", "--data-path", str(cold_data), "--share", "1.5"]) == 2
-    assert "share of held-out items must be in (0, 1)" in capsys.readouterr().err
+    one_line_error(capsys, "share of held-out items must be in (0, 1)")
     assert cold_start.main(["--dataset", "nope", "--data-path", str(cold_data)]) == 2
+    one_line_error(capsys, f"{cold_data / 'nope' / 'nope.inter'}: not found")
 
 
 def test_subset_metrics_cover_the_events_with_a_cold_target(cold_data, tmp_path, in_tmp):

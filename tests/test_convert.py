@@ -407,7 +407,7 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     assert main(["s3rec", "--src", str(src), "--name", "tiny", "--out", str(tmp_path / "out")]) == 2
     one_line_error(capsys, "Beauty.txt: line 2")
     assert main(["shared", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "out")]) == 2
-    assert "folder not found" in capsys.readouterr().err
+    one_line_error(capsys, "folder not found")
 
 
 # ---------------------------------------------------------------- converted data runs as it is

@@ -103,7 +103,7 @@ def test_killed_leaderboard_leaves_nothing_behind(board, tmp_path, capsys):
     assert leaderboard_main([str(board), f"--out={out}"]) == 2
     one_line_error(capsys, f"another leaderboard writer holds .out.lock: pid {proc.pid}")
     assert run_main(["--model=SASRec", "--dataset=tiny", f"--checkpoint_dir={run_dir}"]) == 2
-    assert f"another run writer holds .SASRec-seed1.lock: pid {proc.pid}" in capsys.readouterr().err
+    one_line_error(capsys, f"another run writer holds .SASRec-seed1.lock: pid {proc.pid}")
     proc.kill()
     proc.wait()
     wait_for(lambda: not any(alive(pid) for pid in runs), 30, "the orphaned run to stop")

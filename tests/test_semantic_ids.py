@@ -278,10 +278,10 @@ def test_cli_train_assign_and_explain(synth, tmp_path, capsys):
     assert "level 1:" in capsys.readouterr().out
     assert explain_codes.main(["prefix", "--dataset", "synth", "--sid", str(sid_path), "--data-path",
                                str(root), "99"]) == 2
-    assert "error: prefix [99]: code 99 at level 1 is outside 0..7" in capsys.readouterr().err
+    one_line_error(capsys, "prefix [99]: code 99 at level 1 is outside 0..7")
     assert quantize.main(["train", "--dataset", "nope", "--data-path", str(root), "--features",
                           str(features)]) == 2
-    assert "error: dataset 'nope' not found" in capsys.readouterr().err
+    one_line_error(capsys, "dataset 'nope' not found")
 
 
 def test_explanations_group_by_category(synth, tmp_path):

@@ -104,7 +104,7 @@ def test_run_config_values_are_one_line_errors(argv, message, capsys, in_tmp):
 def test_value_in_a_config_file_names_the_file(capsys, in_tmp):
     (in_tmp / "mine.yaml").write_text("learning_rate: fast\n")
     assert run_main(["--model=SASRec", "--config_files=mine.yaml", f"--checkpoint_dir={in_tmp / 'run'}"]) == 2
-    assert "mine.yaml: learning_rate='fast': expected float > 0" in capsys.readouterr().err
+    one_line_error(capsys, "mine.yaml: learning_rate='fast': expected float > 0")
 
 
 @pytest.mark.parametrize("line, message", [
@@ -124,4 +124,4 @@ def test_pipeline_step_values_are_one_line_errors(capsys, tmp_path):
     spec = {"dataset": "x", "steps": [{"name": "a", "run": "fuse", "outputs": ["o"]}]}
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(spec))
     assert pipeline_main([str(tmp_path / "p.yaml")]) == 2
-    assert "p.yaml: step 1: run='fuse': expected list" in capsys.readouterr().err
+    one_line_error(capsys, "p.yaml: step 1: run='fuse': expected list")
