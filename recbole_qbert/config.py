@@ -354,10 +354,14 @@ def config_hash(config) -> str:
     return plain_config_hash(plain_config(config))
 
 
+def is_hashed(key: str, plain: dict) -> bool:
+    """Whether ``key`` can change the results of the plain config ``plain`` (and so enters its hash)."""
+    return key not in _NON_SEMANTIC_KEYS and not (key in _INERT_WHEN and _INERT_WHEN[key](plain))
+
+
 def plain_config_hash(plain: dict) -> str:
     """``config_hash`` of a config already made plain (a run record's ``config``), by today's rules: two
     records hashed under older rules can be compared again."""
     from recbole_qbert.safe_io import sha256_json
 
-    return sha256_json({k: v for k, v in plain.items() if k not in _NON_SEMANTIC_KEYS
-                        and not (k in _INERT_WHEN and _INERT_WHEN[k](plain))})[:16]
+    return sha256_json({k: v for k, v in plain.items() if is_hashed(k, plain)})[:16]

@@ -3,8 +3,10 @@ for this project's checkpoints.
 
 A run folder is the ``--checkpoint_dir`` of ``run_recbole.py``: ``best.pth`` (the model of the best
 validation epoch), ``last.pth``, ``run.log`` and ``record.json``. A checkpoint holds the run's final
-config as plain values; it is restored as it was, not rebuilt from today's config files, and the dataset
-is read from the same files, which must be unchanged since training (the checkpoint holds their hashes).
+config as plain values; it is restored as it was, not rebuilt from today's config files (keys added to
+this project since then take their defaults, refused where a default would change the model), and the
+dataset is read from the same files, which must be unchanged since training (the checkpoint holds their
+hashes).
 
 A query is a user token or a typed item history (tokens, oldest first). A user's history is the user's
 whole sequence in the dataset (training, validation and test items), so the recommendation is the item
@@ -28,14 +30,33 @@ TITLE_FIELDS = ("title", "movie_title", "text")
 _ENUM_KEYS = {"MODEL_TYPE": "ModelType", "MODEL_INPUT_TYPE": "InputType", "eval_type": "EvaluatorType"}
 
 
-def restore_config(state: dict, model_class):
+def add_keys_newer_than_the_run(values: dict, model_class, source) -> None:
+    """Give a run's plain final config ``values`` the keys this version declares for ``model_class`` that
+    the run predates, at their defaults. A new key enters the config hash only where it changes the model
+    (``recbole_qbert.config.is_hashed``), so a default that would is refused: the run cannot be rebuilt."""
+    from recbole_qbert.config import config_file_list, is_hashed, load_yaml
+
+    defaults = {}
+    for path in config_file_list(model_class, values["dataset"], own_model=True):
+        defaults.update(load_yaml(path))
+    added = {key: value for key, value in defaults.items() if key not in values}
+    values.update(added)
+    changing = sorted(key for key in added if is_hashed(key, values))
+    if changing:
+        raise QBertError(f"{source}: made before config key(s) {', '.join(changing)} existed, and their default "
+                         "changes the model; this version cannot rebuild the run as it was trained")
+
+
+def restore_config(state: dict, model_class, source="checkpoint"):
     """The run's RecBole ``Config`` from a checkpoint's plain values, as unpickling RecBole's own
-    checkpoint would give it back; the device is this machine's."""
+    checkpoint would give it back; the device is this machine's. Keys added to this project since the run
+    get their defaults (:func:`add_keys_newer_than_the_run`)."""
     import recbole.utils as recbole_utils
     from recbole.config import Config
     from recbole.utils import argument_list
 
     values = yaml.safe_load(state["config_yaml"])
+    add_keys_newer_than_the_run(values, model_class, source)
     for key, enum in _ENUM_KEYS.items():
         values[key] = getattr(recbole_utils, enum)[values[key].split(".", 1)[1]]
     values["device"] = torch.device("cuda" if values["use_gpu"] and torch.cuda.is_available() else "cpu")
@@ -66,7 +87,7 @@ def load_data_and_model(model_file):
     path = Path(model_file)
     state = load_checkpoint(path)
     model_class = resolve_model(state["model"])
-    config = restore_config(state, model_class)
+    config = restore_config(state, model_class, path)
     config["checkpoint_dir"] = str(path.parent)  # the trainer makes this folder; the one saved may be relative
     config["single_spec"], config["local_rank"] = True, 0  # one process, whatever the run was
     init_seed(config["seed"], config["reproducibility"])

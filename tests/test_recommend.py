@@ -166,3 +166,36 @@ def test_recboles_own_loader_reads_our_checkpoints(trained, tmp_path):
     assert len(test._dataset.inter_feat) == 60  # one test row per user
     with pytest.raises(QBertError, match="ray"):
         recbole.quick_start.quick_start.tune.report(ndcg=1.0)
+
+
+def older_run(trained, folder, *, drop):
+    """A copy of ``trained`` whose checkpoint was written before the config keys ``drop`` existed."""
+    import yaml
+
+    from recbole_qbert.training.checkpoint import load_checkpoint, save_checkpoint
+
+    shutil.copytree(trained, folder)
+    state = load_checkpoint(folder / "best.pth")
+    values = yaml.safe_load(state["config_yaml"])
+    assert all(key in values for key in drop)
+    state["config_yaml"] = yaml.safe_dump({k: v for k, v in values.items() if k not in drop})
+    save_checkpoint(state, folder / "best.pth")
+    return folder
+
+
+def test_a_run_older_than_a_config_key_loads_with_its_default(trained, recommender, tmp_path):
+    """Keys added since a run was trained (QSASRec's later options) take their defaults, which change
+    nothing: the older run scores exactly as before."""
+    old = older_run(trained, tmp_path / "old", drop=["future_targets", "future_target_decay", "attention_recency_bias"])
+    again = Recommender.from_run(old)
+    assert again.config["future_targets"] == 1 and again.config["attention_recency_bias"] is False
+    assert again.for_user("u3", k=5) == recommender.for_user("u3", k=5)
+
+
+def test_a_run_older_than_a_key_whose_default_changes_the_model_is_refused(trained, tmp_path, capsys):
+    old = older_run(trained, tmp_path / "old", drop=["n_layers"])
+    with pytest.raises(QBertError, match=r"old/best.pth: made before config key\(s\) n_layers existed, and their "
+                                         "default changes the model"):
+        Recommender.from_run(old)
+    assert recommend_main([str(old), "--user", "u1"]) == 2
+    one_line_error(capsys, "made before config key(s) n_layers existed")
