@@ -200,6 +200,8 @@ def read_semantic_ids(path: PathLike, *, dataset: Optional[str] = None,
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise QBertError(f"{path}: not UTF-8 text") from None
+    if "\r" in text:  # the sid_sha256 matched: a writer of this package's format with Windows line ends
+        raise QBertError(f"{path}: has Windows line ends (CRLF); a .sid file separates lines with LF only")
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()

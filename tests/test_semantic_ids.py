@@ -82,6 +82,10 @@ def rewrite(path, text):
     (lambda p: rewrite(p, "item_id:token\tcodes:token_seq\na\t0 1\nc\t1 1\n"), "2 rows but the metadata says"),
     (lambda p: rewrite(p, "item\tcodes\na\t0 1\nb\t1 0\nc\t1 1\n"), "header must be"),
     (lambda p: p.write_text(p.read_text().replace("b\t1 0", "b\t1 1")), "does not match the sid_sha256"),
+    (lambda p: p.write_bytes(p.read_bytes().replace(b"\n", b"\r\n")), "does not match the sid_sha256"),
+    (lambda p: rewrite(p, "item_id:token\tcodes:token_seq\r\na\t0 1\r\nb\t1 0\r\nc\t1 1\r\n"),
+     "d.sid: has Windows line ends"),
+    (lambda p: meta_path(p).write_text("{not json"), "d.sid.json: not readable JSON"),
     (lambda p: meta_path(p).unlink(), "metadata of d.sid not found"),
     (lambda p: p.unlink(), "semantic-ID file not found"),
 ])
