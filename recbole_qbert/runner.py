@@ -83,6 +83,7 @@ def load_data(config, model_class):
     Returns ``(statistics, train, valid, test)``; the statistics are taken before RecBole's split,
     which rewrites the dataset's interaction table."""
     from recbole.data import data_preparation
+    from recbole.utils import ModelType
 
     dataset = build_dataset(config, model_class)
     logging.getLogger().info(str(dataset))
@@ -93,10 +94,21 @@ def load_data(config, model_class):
         raise QBertError(f"{where}: the protocol splits each user's interactions in time order (eval_args "
                          f"order TO), but load_col does not load the time field '{dataset.time_field}'; add it "
                          "to load_col inter")
+    topk = max(config["topk"]) if isinstance(config["topk"], list) else config["topk"]
+    if topk > stats["items"]:  # torch.topk over the full ranking would fail after the first epoch
+        raise QBertError(f"{where}: has {stats['items']} items, fewer than the top {topk} the metrics rank "
+                         "(topk); lower topk")
     try:
         train, valid, test = data_preparation(config, dataset)
     except Exception as e:  # RecBole checks the split arguments only here, with ValueError/KeyError
         raise QBertError(f"{where}: RecBole could not split it ({type(e).__name__}: {e})") from e
+    for name, part in (("validation", valid), ("test", test)):
+        if not part._dataset.inter_num:  # RecBole would train, then evaluate nothing and return None
+            # a sequential model's samples are (history, next item) pairs: the first item is no target
+            needed = 4 if model_class.type == ModelType.SEQUENTIAL else 3
+            raise QBertError(f"{where}: the split leaves no {name} interactions ({stats['users']} users, "
+                             f"{stats['interactions']} interactions); leave-one-out needs users with at least "
+                             f"{needed} interactions for a {model_class.type.name.lower()} model")
     stats["train_samples"] = train._dataset.inter_num
     return stats, train, valid, test
 

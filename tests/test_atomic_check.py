@@ -1,4 +1,6 @@
 """Bad atomic files fail before RecBole reads them, with one line naming the file."""
+import re
+
 import pytest
 
 from recbole_qbert.errors import QBertError
@@ -81,6 +83,31 @@ def test_time_order_without_the_time_field_loaded_is_one_line(tmp_path, in_tmp):
     write_tiny_dataset(tmp_path)
     with pytest.raises(QBertError, match="load_col does not load the time field 'timestamp'; add it to load_col inter"):
         run_tiny(tmp_path, load_col={"inter": ["user_id", "item_id"]})
+
+
+def histories(users: int, length: int, items: int) -> str:
+    """An .inter file: ``users`` users with ``length`` interactions each over ``items`` items."""
+    return "user_id:token\titem_id:token\ttimestamp:float\n" + "".join(
+        f"u{u}\ti{(3 * u + t) % items}\t{t}\n" for u in range(users) for t in range(length))
+
+
+@pytest.mark.parametrize("model, length, items, message", [
+    ("SASRec", 6, 7, "has 7 items, fewer than the top 20 the metrics rank (topk); lower topk"),
+    ("SASRec", 3, 40, "the split leaves no validation interactions (30 users, 90 interactions); leave-one-out needs "
+                      "users with at least 4 interactions for a sequential model"),
+    ("BPR", 2, 40, "the split leaves no validation interactions (30 users, 60 interactions); leave-one-out needs "
+                   "users with at least 3 interactions for a general model"),
+])
+def test_a_dataset_too_small_for_the_protocol_is_refused_before_training(tmp_path, in_tmp, model, length, items,
+                                                                         message):
+    """RecBole would train, then fail in torch.topk or evaluate nothing; one line before any training instead."""
+    data = broken_dataset(tmp_path, histories(30, length, items), "small")
+    with pytest.raises(QBertError, match=re.escape(f"dataset 'small' in {data / 'small'}: {message}")):
+        run(model, "small", overrides=tiny_overrides(data, epochs=1), run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    # one interaction more per user (or items enough for the ranking) and the same run goes through
+    data = broken_dataset(tmp_path, histories(30, length + 1, 40), "enough")
+    assert run(model, "enough", overrides=tiny_overrides(data, epochs=1), run_dir=tmp_path / "ok")["test"]
 
 
 def test_valid_tiny_dataset_passes_the_check(tmp_path):

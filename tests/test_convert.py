@@ -12,7 +12,7 @@ import yaml
 import recbole_qbert  # noqa: F401  (numpy compatibility layer before RecBole is used)
 from dataset_prep.convert import main
 from fixtures.errors import one_line_error
-from fixtures.raw_data import (ITEM_FILE, S3REC_ITEMS, S3REC_NAMES, UNISREC_ITEMS, UNISREC_SEQUENCES,
+from fixtures.raw_data import (ITEM_FILE, REVIEWS, S3REC_ITEMS, S3REC_NAMES, UNISREC_ITEMS, UNISREC_SEQUENCES,
                                UNISREC_USERS, review_lines, write_mcauley, write_p5, write_s3rec,
                                write_unisrec)
 from recbole_qbert.convert.atomic_writer import write_dataset
@@ -412,8 +412,11 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
 
 # ---------------------------------------------------------------- converted data runs as it is
 
+# the review fixture plus item i4 for u1 and u2: a sequential model's leave-one-out needs users of four items
+LONGER_REVIEWS = review_lines([*REVIEWS, ("u1", "i4", 40), ("u2", "i4", 60)])
 CONVERTERS = {
-    "mcauley": lambda raw: convert_mcauley(*write_mcauley(raw, 2018, gz=False), "conv", kcore=2),
+    "mcauley": lambda raw: convert_mcauley(*write_mcauley(raw, 2018, gz=False, reviews=LONGER_REVIEWS), "conv",
+                                           kcore=2),
     "s3rec": lambda raw: convert_s3rec(write_s3rec(raw), "conv", item_file="Amazon_Beauty.item"),
     "p5": lambda raw: convert_s3rec(write_p5(raw), "conv"),
     "unisrec": lambda raw: convert_unisrec(write_unisrec(raw), "conv"),
