@@ -108,11 +108,11 @@ def leaderboard_main(argv: List[str]) -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()] if args.seeds else None
-        valid = not seeds or min(seeds) >= 0
+        valid = not seeds or (min(seeds) >= 0 and len(set(seeds)) == len(seeds))
     except ValueError:
         valid = False
     if not valid:
-        raise QBertError(f"--seeds: expected comma-separated integers >= 0, got '{args.seeds}'")
+        raise QBertError(f"--seeds: expected comma-separated integers >= 0, each once, got '{args.seeds}'")
     spec.select(models, seeds, separate=args.out is not None)
     if args.jobs < 1:
         raise QBertError(f"--jobs must be at least 1, got {args.jobs}")

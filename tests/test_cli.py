@@ -54,8 +54,8 @@ def test_leaderboard_errors_are_one_line(capsys, tmp_path):
     assert "none.yaml: config file not found" in refused([str(tmp_path / "none.yaml")])
     spec = tmp_path / "s.yaml"
     spec.write_text("dataset: x\nmodels: [SASRec]\nseeds: [1]\n")
-    for seeds in ("a,b", "1,-1"):
-        assert f"--seeds: expected comma-separated integers >= 0, got '{seeds}'" in refused(
+    for seeds in ("a,b", "1,-1", "1,2,1"):
+        assert f"--seeds: expected comma-separated integers >= 0, each once, got '{seeds}'" in refused(
             [str(spec), f"--seeds={seeds}"])
 
 

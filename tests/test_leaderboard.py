@@ -37,6 +37,7 @@ def make_spec(path, tmp_path):
     ({"dataset": "x", "models": [{"name": "S", "model": "SASRec", "config": {"seen_item_bias": True}}],
       "seeds": [1]}, "model 'S': config key 'seen_item_bias' is not read by SASRec"),
     ({"dataset": "x", "models": ["SASRec", {"name": "SASRec", "model": "SASRec"}], "seeds": [1]}, "listed twice"),
+    ({"dataset": "x", "models": ["SASRec"], "seeds": [1, 2, 1]}, "seed 1 is listed twice"),
     ({"dataset": "x", "models": ["SASRec"], "seeds": [1], "config": {"topk": [10]}},
      "config: 'topk' cannot change on a leaderboard"),
     ({"dataset": "x", "models": ["SASRec"], "seeds": [1], "model_config": {"SASRec": {"valid_metric": "MRR@10"}}},

@@ -113,6 +113,9 @@ def load_spec(path, out: Optional[str] = None, overrides: Optional[Dict] = None)
         if name in names:
             raise QBertError(f"{path}: model '{name}' is listed twice")
         names.append(name)
+    twice = sorted({seed for seed in data["seeds"] if data["seeds"].count(seed) > 1})
+    if twice:  # one record per row and seed: a repeated seed would be one run counted twice
+        raise QBertError(f"{path}: seed {twice[0]} is listed twice")
     for model, config in model_config.items():
         if model not in names:
             raise QBertError(f"{path}: model_config names '{model}', which is not in models")
