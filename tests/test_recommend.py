@@ -186,7 +186,8 @@ def older_run(trained, folder, *, drop):
 def test_a_run_older_than_a_config_key_loads_with_its_default(trained, recommender, tmp_path):
     """Keys added since a run was trained (QSASRec's later options) take their defaults, which change
     nothing: the older run scores exactly as before."""
-    old = older_run(trained, tmp_path / "old", drop=["future_targets", "future_target_decay", "attention_recency_bias"])
+    old = older_run(trained, tmp_path / "old",
+                    drop=["future_targets", "future_target_decay", "attention_recency_bias"])
     again = Recommender.from_run(old)
     assert again.config["future_targets"] == 1 and again.config["attention_recency_bias"] is False
     assert again.for_user("u3", k=5) == recommender.for_user("u3", k=5)
