@@ -7,8 +7,10 @@ import pytest
 import yaml
 
 from recbole_qbert.cli import leaderboard_main
+from recbole_qbert.config import PROJECT_ROOT, load_yaml
 from recbole_qbert.errors import QBertError
-from recbole_qbert.leaderboard import collect, converged, load_spec, render, run_all, seen, summarise
+from recbole_qbert.leaderboard import (collect, converged, load_spec, render, render_csv, render_markdown, run_all,
+                                       seen, summarise)
 from recbole_qbert.leaderboard.aggregate import view
 from fixtures.tiny import tiny_overrides, write_tiny_semantic_ids
 
@@ -300,8 +302,6 @@ def test_extends_cycles_and_unknown_keys_in_the_parent_are_errors(tmp_path):
 
 
 def test_shipped_leaderboards_load():
-    from recbole_qbert.config import PROJECT_ROOT
-
     folder = PROJECT_ROOT / "properties" / "leaderboard"
     specs = {path.stem: load_spec(path) for path in sorted(folder.glob("*.yaml"))}
     assert specs and all(spec.name == stem for stem, spec in specs.items())
@@ -365,3 +365,34 @@ def test_a_finished_run_frees_its_slot_while_a_longer_one_runs(tmp_path, monkeyp
     with contextlib.ExitStack() as held, Children() as children:
         pool._run_pairs(spec, 2, children, held)  # raises if the long run timed out waiting
     assert release.exists()
+
+
+def board_spec(folder):
+    """The spec a committed board folder was rendered from, with the selection its command.txt made."""
+    import shlex
+
+    argv = shlex.split((folder / "command.txt").read_text(encoding="utf-8"))
+    if argv[0] == "qbert-pipeline":  # the pipeline names its leaderboard
+        argv = ["qbert-leaderboard", load_yaml(PROJECT_ROOT / argv[1])["leaderboard"]]
+    options = dict(a.lstrip("-").split("=", 1) for a in argv[2:] if "=" in a)
+    spec = load_spec(PROJECT_ROOT / argv[1], out=str(folder))
+    listed = {key: options[key].split(",") for key in ("models", "seeds") if key in options}
+    if listed:
+        spec.select(listed.get("models"), [int(s) for s in listed.get("seeds", [])] or None, separate=True)
+    return spec
+
+
+# every committed board but the one benchmarks/epoch_cost.py writes (records only, no table)
+COMMITTED = sorted(p.parent for p in (PROJECT_ROOT / "results" / "leaderboard").glob("*/command.txt")
+                   if not p.read_text().startswith("epoch_cost"))
+
+
+@pytest.mark.parametrize("folder", COMMITTED, ids=[p.name for p in COMMITTED])
+def test_committed_tables_are_what_their_records_give(folder):
+    """Every committed leaderboard's md and csv tables are today's aggregation of its own records: no
+    figure edited by hand, no record changed or missing since the table was rendered."""
+    spec = board_spec(folder)
+    by_model = collect(spec, tables=True)
+    rows = summarise(by_model)
+    assert render_markdown(spec, rows, by_model) == (folder / "leaderboard.md").read_text(encoding="utf-8")
+    assert render_csv(rows) == (folder / "leaderboard.csv").read_text(encoding="utf-8")
