@@ -8,7 +8,8 @@ import yaml
 
 from fixtures.errors import one_line_error
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 import history_in_ranking  # noqa: E402
 import ranking_by_target  # noqa: E402
@@ -71,6 +72,17 @@ def test_time_to_quality_needs_the_reference_row(tmp_path):
     spec, board = write_board(tmp_path, ["SASRec"], {})
     with pytest.raises(SystemExit, match="no records of the reference row 'SASRec'"):
         time_to_quality.main([str(spec), "--board", str(board), "--out", str(tmp_path / "x.json")])
+
+
+@pytest.mark.parametrize("board", ["amazon-scientific-converged", "amazon-scientific-full-converged",
+                                   "amazon-beauty-converged"])
+def test_committed_time_to_quality_is_what_the_committed_records_give(board, tmp_path):
+    """results/benchmarks/time-to-quality-<board>.json is regenerated whenever a row or seed lands."""
+    out = tmp_path / "ttq.json"
+    assert time_to_quality.main([str(REPO / "properties" / "leaderboard" / f"{board}.yaml"), "--out", str(out)]) == 0
+    committed = REPO / "results" / "benchmarks" / f"time-to-quality-{board}.json"
+    assert json.loads(out.read_text()) == json.loads(committed.read_text()), \
+        f"stale: python benchmarks/time_to_quality.py properties/leaderboard/{board}.yaml"
 
 
 def test_tuning_log_chooses_by_validation_only_per_family(tmp_path, monkeypatch):
