@@ -93,3 +93,44 @@ def test_quoted_figures_are_the_boards(doc, board, number, row):
         pairs = list(zip(figures(cell), figures(theirs) or []))
         assert len(pairs) == len(figures(cell)) and all(same(a, b) for a, b in pairs), \
             f"{doc}:{number}: {name} {column} is {cell}, {board} says {theirs}"
+
+
+# the README's summary tables: one column per converged board, test NDCG@10 in each cell
+SET_COLUMNS = {"Scientific subset": "amazon-scientific-converged", "full Scientific": "amazon-scientific-full-converged",
+               "full Scientific (UniSRec)": "amazon-scientific-full-converged", "Amazon Beauty": "amazon-beauty-converged"}
+
+
+def summary_cells(path):
+    """``(line number, row name, board, cell)`` for every cell of the ``| | Scientific subset | ...`` tables,
+    the row named by the label's first word or first backticked name (``SASRec-filter-history``, ``**QSASRec-
+    prenorm-text-seen** (...)``, ``the same with ... (`QSASRec-prenorm-text-seen-l3-drop`, ...)``)."""
+    head = None
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if line.startswith("| | Scientific subset"):
+            head = cells(line)
+        elif line.startswith("|---"):
+            continue
+        elif head and line.startswith("|"):
+            row = cells(line)
+            names = row[0].split()[:1] + re.findall(r"`([\w.-]+)`", row[0])
+            for column, cell in zip(head[1:], row[1:]):
+                board = SET_COLUMNS[column]
+                yield number, next((n for n in names if n in board_rows(board)), ""), board, cell
+        else:
+            head = None
+
+
+SUMMARY = [cell for cell in summary_cells(DOCS[0])
+           if cell[1] in board_rows(cell[2]) and figures(cell[3]) and " ± " in cell[3]]
+
+
+def test_the_summary_tables_quote_board_rows():
+    assert len(SUMMARY) >= 12
+
+
+@pytest.mark.parametrize("number, name, board, cell", SUMMARY, ids=[f"README.md:{n}:{b}" for n, _, b, _ in SUMMARY])
+def test_summary_figures_are_the_boards(number, name, board, cell):
+    theirs = board_rows(board)[name]["NDCG@10"]
+    assert all(same(a, b) for a, b in zip(figures(cell), figures(theirs))), \
+        f"README.md:{number}: {name} on {board} is {cell}, the board says {theirs}"
