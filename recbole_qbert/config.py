@@ -297,12 +297,17 @@ def build_config(model_class, dataset: str, config_files: Sequence = (),
     return config
 
 
+def topk_list(config) -> List[int]:
+    """The cut-offs the metrics rank at (RecBole takes ``topk`` as one int or a list)."""
+    return config["topk"] if isinstance(config["topk"], list) else [config["topk"]]
+
+
 def check_valid_metric(config) -> None:
     """``valid_metric`` (``NDCG@10``) must be one of the metrics at one of the cut-offs evaluated, or the
     first evaluation after an epoch of training would fail on it."""
     name, _, k = str(config["valid_metric"]).lower().partition("@")
     metrics = [str(m).lower() for m in config["metrics"]]
-    topk = config["topk"] if isinstance(config["topk"], list) else [config["topk"]]
+    topk = topk_list(config)
     if name not in metrics or (k and (not k.isdigit() or int(k) not in topk)):
         raise QBertError(f"config: valid_metric {config['valid_metric']} is not among the metrics evaluated "
                          f"({', '.join(config['metrics'])} at {', '.join(map(str, topk))})")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 from recbole_qbert.atomic_check import check_atomic_files
-from recbole_qbert.config import PROJECT_ROOT, build_config, plain_config, project_path, shown_path
+from recbole_qbert.config import PROJECT_ROOT, build_config, plain_config, project_path, shown_path, topk_list
 from recbole_qbert.errors import QBertError
 from recbole_qbert.locks import output_lock
 from recbole_qbert.model_registry import is_own_model, resolve_model
@@ -94,7 +94,7 @@ def load_data(config, model_class):
         raise QBertError(f"{where}: the protocol splits each user's interactions in time order (eval_args "
                          f"order TO), but load_col does not load the time field '{dataset.time_field}'; add it "
                          "to load_col inter")
-    topk = max(config["topk"]) if isinstance(config["topk"], list) else config["topk"]
+    topk = max(topk_list(config))
     if topk > stats["items"]:  # torch.topk over the full ranking would fail after the first epoch
         raise QBertError(f"{where}: has {stats['items']} items, fewer than the top {topk} the metrics rank "
                          "(topk); lower topk")
