@@ -7,7 +7,7 @@ from recbole_qbert.leaderboard.spec import load_spec
 from recbole_qbert.runner import run
 
 # file -> the converged board row it must equal (the README's headline rows)
-ROWS = {"QBERT4Rec": "QBERT4Rec-prenorm-text-seen-cloze40-h128-cos-drop",
+ROWS = {"QBERT4Rec": "QBERT4Rec-prenorm-text-seen-cloze40-h256-cos-drop",
         "QSASRec": "QSASRec-prenorm-text-seen-l3-drop"}
 BOARD = PROPERTIES / "leaderboard" / "amazon-scientific-converged.yaml"
 
